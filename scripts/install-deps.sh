@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what weir needs to build and test on Debian 12. Does nothing when
+# everything is already there. Run as root (or with sudo available).
+set -euo pipefail
+
+pkgs=(
+  build-essential cmake ninja-build pkg-config
+  libiptc-dev libip4tc-dev libip6tc-dev libxtables-dev
+  libnl-3-dev libnl-route-3-dev
+  nlohmann-json3-dev libcli11-dev libspdlog-dev doctest-dev
+  iptables iproute2 containernetworking-plugins python3 procps util-linux
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "install-deps: installing ${missing[*]}" >&2
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
