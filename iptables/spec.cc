@@ -116,13 +116,14 @@ std::string type_error(const std::string& key, const char* expected, const json&
 }
 
 Result<uint64_t> json_uint(const std::string& key, const json& v, uint64_t max, const char* expected) {
-  if (v.is_number_unsigned()) {
-    const uint64_t n = v.get<uint64_t>();
-    if (n > max) return spec_error(key + ": " + std::to_string(n) + " is out of range (at most " + std::to_string(max) + ")");
-    return n;
-  }
+  // nlohmann stores non-negative literals as signed integers too.
   if (v.is_number_integer()) {
-    return spec_error(key + ": " + std::to_string(v.get<int64_t>()) + " is out of range (at most " + std::to_string(max) + ")");
+    if (!v.is_number_unsigned() && v.get<int64_t>() < 0) {
+      return spec_error(key + ": " + v.dump() + " is out of range (0-" + std::to_string(max) + ")");
+    }
+    const uint64_t n = v.get<uint64_t>();
+    if (n > max) return spec_error(key + ": " + v.dump() + " is out of range (0-" + std::to_string(max) + ")");
+    return n;
   }
   return spec_error(type_error(key, expected, v));
 }
