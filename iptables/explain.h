@@ -30,9 +30,10 @@ struct Packet {
   Proto proto = Proto::Tcp;
   Cidr src, dst;  // host addresses (full-length prefix)
   uint16_t sport = 0, dport = 0;
-  std::optional<uint32_t> uid, gid;  // sending process (output only)
+  std::optional<uint32_t> uid, gid;  // sending process (output only); neither = no socket
   std::string in_iface;   // prerouting
-  std::string out_iface;  // output; empty = "lo" when dst is local loopback/own, else "eth0"
+  std::string out_iface;  // output; empty = "lo" when dst is loopback, else "eth0".
+                          // Traffic to the pod's own IP leaves via lo: set "lo".
   enum class CtState { New, Established, Related, Invalid } ct_state = CtState::New;
   uint32_t mark = 0;
   uint32_t connmark = 0;
@@ -60,7 +61,9 @@ struct ExplainVerdict {
 };
 
 struct Explanation {
-  std::vector<TraceStep> steps;  // only rules that were evaluated
+  Packet packet;                  // as walked: interface defaults filled in
+  std::vector<TraceStep> steps;   // only rules that were evaluated
+  std::vector<std::string> notes; // what the walk did not cover (tables skipped, foreign chains)
   ExplainVerdict verdict;
   std::string summary;  // one line: "redirected to port 15001 by nat WEIR_REDIRECT rule 1 (outbound capture)"
 };
