@@ -1,1 +1,399 @@
-// placeholder: implemented by its own change
+// The libiptc backend. One handle per table, made after the caller entered
+// the target namespace (a handle talks to the namespace current at init), one
+// commit per table. Commits are atomic per table only, so apply reads weir's
+// state first and puts committed tables back when a later commit fails.
+#include "iptc_backend.h"
+
+#include <libiptc/libip6tc.h>
+#include <libiptc/libiptc.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include "iptc_codec.h"
+#include "routes.h"
+
+namespace weir {
+namespace {
+
+constexpr const char* kTables[] = {"nat", "mangle", "raw", "filter"};
+
+// The IPv4 and IPv6 halves of libiptc differ only in names and entry types.
+struct V4 {
+  using Entry = ipt_entry;
+  static constexpr Family family = Family::V4;
+  static xtc_handle* init(const char* t) { return iptc_init(t); }
+  static void free(xtc_handle* h) { iptc_free(h); }
+  static const char* first_chain(xtc_handle* h) { return iptc_first_chain(h); }
+  static const char* next_chain(xtc_handle* h) { return iptc_next_chain(h); }
+  static const Entry* first_rule(const char* c, xtc_handle* h) { return iptc_first_rule(c, h); }
+  static const Entry* next_rule(const Entry* e, xtc_handle* h) { return iptc_next_rule(e, h); }
+  static const char* get_target(const Entry* e, xtc_handle* h) { return iptc_get_target(e, h); }
+  static bool builtin(const char* c, xtc_handle* h) { return iptc_builtin(c, h) != 0; }
+  static bool create_chain(const char* c, xtc_handle* h) { return iptc_create_chain(c, h) != 0; }
+  static bool flush(const char* c, xtc_handle* h) { return iptc_flush_entries(c, h) != 0; }
+  static bool delete_chain(const char* c, xtc_handle* h) { return iptc_delete_chain(c, h) != 0; }
+  static bool append(const char* c, const void* e, xtc_handle* h) {
+    return iptc_append_entry(c, static_cast<const Entry*>(e), h) != 0;
+  }
+  static bool insert(const char* c, const void* e, unsigned n, xtc_handle* h) {
+    return iptc_insert_entry(c, static_cast<const Entry*>(e), n, h) != 0;
+  }
+  static bool delete_num(const char* c, unsigned n, xtc_handle* h) { return iptc_delete_num_entry(c, n, h) != 0; }
+  static bool commit(xtc_handle* h) { return iptc_commit(h) != 0; }
+  static const char* strerror(int err) { return iptc_strerror(err); }
+};
+
+struct V6 {
+  using Entry = ip6t_entry;
+  static constexpr Family family = Family::V6;
+  static xtc_handle* init(const char* t) { return ip6tc_init(t); }
+  static void free(xtc_handle* h) { ip6tc_free(h); }
+  static const char* first_chain(xtc_handle* h) { return ip6tc_first_chain(h); }
+  static const char* next_chain(xtc_handle* h) { return ip6tc_next_chain(h); }
+  static const Entry* first_rule(const char* c, xtc_handle* h) { return ip6tc_first_rule(c, h); }
+  static const Entry* next_rule(const Entry* e, xtc_handle* h) { return ip6tc_next_rule(e, h); }
+  static const char* get_target(const Entry* e, xtc_handle* h) { return ip6tc_get_target(e, h); }
+  static bool builtin(const char* c, xtc_handle* h) { return ip6tc_builtin(c, h) != 0; }
+  static bool create_chain(const char* c, xtc_handle* h) { return ip6tc_create_chain(c, h) != 0; }
+  static bool flush(const char* c, xtc_handle* h) { return ip6tc_flush_entries(c, h) != 0; }
+  static bool delete_chain(const char* c, xtc_handle* h) { return ip6tc_delete_chain(c, h) != 0; }
+  static bool append(const char* c, const void* e, xtc_handle* h) {
+    return ip6tc_append_entry(c, static_cast<const Entry*>(e), h) != 0;
+  }
+  static bool insert(const char* c, const void* e, unsigned n, xtc_handle* h) {
+    return ip6tc_insert_entry(c, static_cast<const Entry*>(e), n, h) != 0;
+  }
+  static bool delete_num(const char* c, unsigned n, xtc_handle* h) { return ip6tc_delete_num_entry(c, n, h) != 0; }
+  static bool commit(xtc_handle* h) { return ip6tc_commit(h) != 0; }
+  static const char* strerror(int err) { return ip6tc_strerror(err); }
+};
+
+// Chain names go to libiptc as char[32]-typed parameters: copy them into a
+// buffer of that size (GCC warns on shorter ones, and it bounds the read).
+struct Label {
+  char buf[sizeof(xt_chainlabel)] = {};
+  explicit Label(const std::string& s) { std::strncpy(buf, s.c_str(), sizeof(buf) - 1); }
+  const char* get() const { return buf; }
+};
+
+template <typename T>
+class Handle {
+ public:
+  explicit Handle(xtc_handle* h) : h_(h) {}
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  ~Handle() {
+    if (h_) T::free(h_);
+  }
+  xtc_handle* get() const { return h_; }
+  explicit operator bool() const { return h_ != nullptr; }
+
+ private:
+  xtc_handle* h_;
+};
+
+bool weir_chain(const std::string& name) { return name.rfind(kChainPrefix, 0) == 0; }
+bool weir_jump(const Rule& r) {
+  const Jump* j = std::get_if<Jump>(&r.target);
+  return j && weir_chain(j->chain);
+}
+
+std::string where(Family f, const std::string& table) {
+  return std::string(to_string(f)) + " " + table + " table";
+}
+
+// A table the kernel does not have reads as absent (ENOENT: "Table does not
+// exist"); a family the kernel lacks altogether reports one of the others.
+bool table_missing(int err) { return err == ENOENT; }
+bool family_missing(int err) { return err == EAFNOSUPPORT || err == ENOPROTOOPT || err == EPROTONOSUPPORT; }
+
+// weir's part of the table behind `h`: weir's chains and, under each built-in
+// chain's name, the rules there that jump into weir's chains. Kernel order.
+template <typename T>
+Table read_table(xtc_handle* h, const std::string& name) {
+  Table table{name, {}};
+  std::vector<std::string> chain_names;
+  for (const char* c = T::first_chain(h); c; c = T::next_chain(h)) chain_names.emplace_back(c);
+  for (const std::string& chain : chain_names) {
+    Label label(chain);
+    bool builtin = T::builtin(label.get(), h);
+    if (!builtin && !weir_chain(chain)) continue;
+    Chain out{chain, {}};
+    for (const auto* e = T::first_rule(label.get(), h); e; e = T::next_rule(e, h)) {
+      Rule r = iptc::decode(e, T::family, T::get_target(e, h));
+      if (!builtin || weir_jump(r)) out.rules.push_back(std::move(r));
+    }
+    if (!builtin || !out.rules.empty()) table.chains.push_back(std::move(out));
+  }
+  return table;
+}
+
+// Tables compare equal ignoring counters; an absent table equals an empty one.
+bool same_table(const Table* a, const Table* b) {
+  static const Table empty;
+  const Table& x = a ? *a : empty;
+  const Table& y = b ? *b : empty;
+  if (x.chains.size() != y.chains.size()) return false;
+  for (const Chain& c : x.chains) {
+    const Chain* other = y.find(c.name);
+    if (!other || !(*other == c)) return false;
+  }
+  return true;
+}
+
+class IptcBackend : public Backend {
+ public:
+  explicit IptcBackend(IptcOptions options) : options_(options) {}
+
+  Status apply(const RulePlan& plan) override { return sync(plan, {Family::V4, Family::V6}); }
+
+  Result<RulePlan> read(const std::vector<Family>& families) override {
+    RulePlan out;
+    for (Family f : families) {
+      auto rs = f == Family::V4 ? read_family<V4>(false) : read_family<V6>(false);
+      if (!rs) return rs.error();
+      if (!rs->tables.empty()) out.rulesets.push_back(std::move(*rs));
+      auto routes = routes::list(f);
+      if (!routes) return routes.error().wrap(std::string("read ") + to_string(f) + " policy routes");
+      out.routes.insert(out.routes.end(), routes->begin(), routes->end());
+    }
+    return out;
+  }
+
+  Status remove(const std::vector<Family>& families) override { return sync(RulePlan{}, families); }
+
+ private:
+  // Reads weir's tables of one family. `tolerant`: a family the kernel does
+  // not have reads as empty instead of failing.
+  template <typename T>
+  Result<Ruleset> read_family(bool tolerant) {
+    Ruleset rs{T::family, {}};
+    for (const char* name : kTables) {
+      Handle<T> h(T::init(name));
+      if (!h) {
+        int err = errno;
+        if (table_missing(err) || (tolerant && family_missing(err))) continue;
+        return Error{ErrorKind::Kernel, "read " + where(T::family, name) + ": " + T::strerror(err), err};
+      }
+      Table t = read_table<T>(h.get(), name);
+      if (!t.chains.empty()) rs.tables.push_back(std::move(t));
+    }
+    return rs;
+  }
+
+  // Makes weir's part of one table equal to `wanted` (nullptr = none of it),
+  // in one commit. Retries from a fresh read when another writer got between.
+  template <typename T>
+  Status sync_table(const std::string& name, const Table* wanted) {
+    const std::string what = where(T::family, name);
+    for (int attempt = 0;; ++attempt) {
+      Handle<T> h(T::init(name.c_str()));
+      if (!h) {
+        int err = errno;
+        if (!wanted && (table_missing(err) || family_missing(err))) return {};
+        ErrorKind kind = table_missing(err) || family_missing(err) ? ErrorKind::Unsupported : ErrorKind::Kernel;
+        return Error{kind, "open " + what + ": " + T::strerror(err), err};
+      }
+      Table live = read_table<T>(h.get(), name);
+      if (same_table(&live, wanted)) return {};  // keeps counters, costs no commit
+      if (Status s = rebuild<T>(h.get(), live, wanted); !s) return s.error().wrap("change " + what);
+      ++commits_;
+      bool injected = commits_ == options_.fail_commit_number;
+      if (!injected && T::commit(h.get())) return {};
+      int err = injected ? EINVAL : errno;
+      if (err == EAGAIN && attempt + 1 < options_.eagain_retries) continue;
+      std::string msg = "commit " + what + ": " + std::strerror(err);
+      if (injected) msg += " (failure injected by test)";
+      return Error{ErrorKind::Kernel, msg, err};
+    }
+  }
+
+  // The edits on one handle: drop weir's jumps from built-in chains, empty
+  // weir's chains and delete the unwanted ones, then build `wanted`.
+  template <typename T>
+  Status rebuild(xtc_handle* h, const Table& live, const Table* wanted) {
+    auto fail = [](const std::string& op, const std::string& chain) {
+      int err = errno;
+      return Error{ErrorKind::Kernel, op + " " + chain + ": " + T::strerror(err), err};
+    };
+    for (const Chain& c : live.chains) {
+      Label label(c.name);
+      if (!T::builtin(label.get(), h)) continue;
+      // Delete from the bottom up so earlier positions stay valid.
+      std::vector<unsigned> positions;
+      unsigned pos = 0;
+      for (const auto* e = T::first_rule(label.get(), h); e; e = T::next_rule(e, h), ++pos) {
+        Rule r = iptc::decode(e, T::family, T::get_target(e, h));
+        if (weir_jump(r)) positions.push_back(pos);
+      }
+      for (auto it = positions.rbegin(); it != positions.rend(); ++it)
+        if (!T::delete_num(label.get(), *it, h)) return fail("delete weir's jump from", c.name);
+    }
+    // Flush all first: weir chains may jump to each other.
+    for (const Chain& c : live.chains) {
+      Label label(c.name);
+      if (!T::builtin(label.get(), h) && !T::flush(label.get(), h)) return fail("flush chain", c.name);
+    }
+    for (const Chain& c : live.chains) {
+      Label label(c.name);
+      if (T::builtin(label.get(), h) || (wanted && wanted->find(c.name))) continue;
+      if (!T::delete_chain(label.get(), h)) return fail("delete chain", c.name);
+    }
+    if (!wanted) return {};
+    // Create every chain before any rule: a jump resolves its chain at append.
+    for (const Chain& c : wanted->chains) {
+      Label label(c.name);
+      if (T::builtin(label.get(), h) || live.find(c.name)) continue;
+      if (!weir_chain(c.name))
+        return Error{ErrorKind::InvalidArgument, "chain " + c.name + " is not weir's (no " + kChainPrefix + " prefix)", 0};
+      if (!T::create_chain(label.get(), h)) return fail("create chain", c.name);
+    }
+    for (const Chain& c : wanted->chains) {
+      Label label(c.name);
+      bool builtin = T::builtin(label.get(), h);
+      unsigned index = 0;
+      for (const Rule& r : c.rules) {
+        auto entry = iptc::encode(r, T::family);
+        if (!entry) return entry.error().wrap("encode rule " + std::to_string(index + 1) + " of " + c.name);
+        bool ok = builtin ? T::insert(label.get(), entry->data(), index, h) : T::append(label.get(), entry->data(), h);
+        if (!ok) return fail("add rule " + std::to_string(index + 1) + " to", c.name);
+        ++index;
+      }
+    }
+    return {};
+  }
+
+  Status sync_table_any(Family f, const std::string& name, const Table* wanted) {
+    return f == Family::V4 ? sync_table<V4>(name, wanted) : sync_table<V6>(name, wanted);
+  }
+
+  struct Done {
+    Family family;
+    std::string table;
+  };
+  struct RouteChange {
+    PolicyRoute route;
+    bool installed;  // false: removed
+  };
+
+  // Makes weir's state in `scope` equal to `wanted`: all of it or nothing.
+  Status sync(const RulePlan& wanted, const std::vector<Family>& scope) {
+    RulePlan old;
+    for (Family f : scope) {
+      bool required = wanted.find(f) != nullptr;
+      auto rs = f == Family::V4 ? read_family<V4>(!required) : read_family<V6>(!required);
+      if (!rs) return rs.error();
+      old.rulesets.push_back(std::move(*rs));
+      auto routes = routes::list(f);
+      if (!routes) return routes.error().wrap(std::string("read ") + to_string(f) + " policy routes");
+      old.routes.insert(old.routes.end(), routes->begin(), routes->end());
+    }
+
+    std::vector<Done> done;
+    std::vector<RouteChange> route_changes;
+    auto rollback = [&](const Error& cause) -> Error {
+      std::string failures;
+      for (auto it = route_changes.rbegin(); it != route_changes.rend(); ++it) {
+        Status s = it->installed ? routes::remove(it->route) : routes::install(it->route);
+        if (!s) failures += "; " + s.error().message;
+      }
+      for (auto it = done.rbegin(); it != done.rend(); ++it) {
+        const Ruleset* rs = old.find(it->family);
+        const Table* t = rs ? rs->find(it->table) : nullptr;
+        if (Status s = sync_table_any(it->family, it->table, t); !s) failures += "; " + s.error().message;
+      }
+      if (failures.empty()) return cause;
+      Error e = cause;
+      e.message += " (and putting back the previous rules failed" + failures + ")";
+      return e;
+    };
+
+    for (Family f : scope) {
+      const Ruleset* want = wanted.find(f);
+      const Ruleset* have = old.find(f);
+      std::vector<std::string> tables;
+      if (want)
+        for (const Table& t : want->tables) tables.push_back(t.name);
+      if (have)
+        for (const Table& t : have->tables)
+          if (std::find(tables.begin(), tables.end(), t.name) == tables.end()) tables.push_back(t.name);
+      for (const std::string& name : tables) {
+        const Table* t = want ? want->find(name) : nullptr;
+        if (Status s = sync_table_any(f, name, t); !s) return rollback(s.error());
+        done.push_back({f, name});
+      }
+    }
+
+    auto in_scope = [&](Family f) { return std::find(scope.begin(), scope.end(), f) != scope.end(); };
+    for (const PolicyRoute& r : old.routes) {
+      if (!in_scope(r.family)) continue;
+      if (std::find(wanted.routes.begin(), wanted.routes.end(), r) != wanted.routes.end()) continue;
+      if (Status s = routes::remove(r); !s) return rollback(s.error());
+      route_changes.push_back({r, false});
+    }
+    for (const PolicyRoute& r : wanted.routes) {
+      if (!in_scope(r.family)) continue;
+      if (std::find(old.routes.begin(), old.routes.end(), r) != old.routes.end()) continue;
+      if (Status s = routes::install(r); !s) return rollback(s.error());
+      route_changes.push_back({r, true});
+    }
+    return {};
+  }
+
+  IptcOptions options_;
+  int commits_ = 0;
+};
+
+template <typename Item, typename Key>
+std::vector<Item> ordered(const std::vector<Item>& live, const std::vector<Item>& wanted, Key key) {
+  std::vector<Item> out;
+  std::vector<bool> used(live.size(), false);
+  for (const Item& w : wanted) {
+    for (size_t i = 0; i < live.size(); ++i) {
+      if (!used[i] && key(live[i]) == key(w)) {
+        out.push_back(live[i]);
+        used[i] = true;
+        break;
+      }
+    }
+  }
+  for (size_t i = 0; i < live.size(); ++i)
+    if (!used[i]) out.push_back(live[i]);
+  return out;
+}
+
+}  // namespace
+
+std::unique_ptr<Backend> make_iptc_backend(const IptcOptions& options) {
+  return std::make_unique<IptcBackend>(options);
+}
+
+std::unique_ptr<Backend> make_iptc_backend() { return make_iptc_backend(IptcOptions{}); }
+
+bool kernel_has_ipv6() {
+  struct stat st {};
+  return ::stat("/proc/thread-self/net/if_inet6", &st) == 0 || ::stat("/proc/sys/net/ipv6", &st) == 0;
+}
+
+RulePlan order_like(const RulePlan& live, const RulePlan& wanted) {
+  RulePlan out = live;
+  out.rulesets = ordered(live.rulesets, wanted.rulesets, [](const Ruleset& r) { return r.family; });
+  for (Ruleset& rs : out.rulesets) {
+    const Ruleset* w = wanted.find(rs.family);
+    if (!w) continue;
+    rs.tables = ordered(rs.tables, w->tables, [](const Table& t) { return t.name; });
+    for (Table& t : rs.tables) {
+      const Table* wt = w->find(t.name);
+      if (wt) t.chains = ordered(t.chains, wt->chains, [](const Chain& c) { return c.name; });
+    }
+  }
+  out.routes = ordered(live.routes, wanted.routes, [](const PolicyRoute& r) { return r; });
+  return out;
+}
+
+}  // namespace weir

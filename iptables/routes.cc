@@ -1,1 +1,218 @@
-// placeholder: implemented by its own change
+#include "routes.h"
+
+#include <linux/fib_rules.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
+#include <netlink/addr.h>
+#include <netlink/cache.h>
+#include <netlink/errno.h>
+#include <netlink/netlink.h>
+#include <netlink/route/link.h>
+#include <netlink/route/nexthop.h>
+#include <netlink/route/route.h>
+#include <netlink/route/rule.h>
+#include <netlink/socket.h>
+#include <sys/socket.h>
+
+#include <memory>
+
+namespace weir::routes {
+namespace {
+
+// RAII for libnl objects: each type with the function that releases it.
+struct SockFree { void operator()(nl_sock* s) const { nl_socket_free(s); } };
+struct RuleFree { void operator()(rtnl_rule* r) const { rtnl_rule_put(r); } };
+struct RouteFree { void operator()(rtnl_route* r) const { rtnl_route_put(r); } };
+struct CacheFree { void operator()(nl_cache* c) const { nl_cache_free(c); } };
+struct AddrFree { void operator()(nl_addr* a) const { nl_addr_put(a); } };
+struct LinkFree { void operator()(rtnl_link* l) const { rtnl_link_put(l); } };
+using Sock = std::unique_ptr<nl_sock, SockFree>;
+using RulePtr = std::unique_ptr<rtnl_rule, RuleFree>;
+using RoutePtr = std::unique_ptr<rtnl_route, RouteFree>;
+using Cache = std::unique_ptr<nl_cache, CacheFree>;
+using Addr = std::unique_ptr<nl_addr, AddrFree>;
+using Link = std::unique_ptr<rtnl_link, LinkFree>;
+
+Error nl_error(const std::string& what, int nlerr) {
+  return Error{ErrorKind::Kernel, what + ": " + nl_geterror(nlerr), 0};
+}
+
+int af(Family f) { return f == Family::V4 ? AF_INET : AF_INET6; }
+
+std::string describe(const PolicyRoute& r) {
+  return std::string(to_string(r.family)) + " policy route fwmark " + std::to_string(r.fwmark) + " table " +
+         std::to_string(r.table);
+}
+
+Result<Sock> connect() {
+  Sock s(nl_socket_alloc());
+  if (!s) return Error{ErrorKind::Internal, "allocate a netlink socket: out of memory", 0};
+  if (int err = nl_connect(s.get(), NETLINK_ROUTE); err < 0) return nl_error("connect to rtnetlink", err);
+  return s;
+}
+
+RulePtr make_rule(const PolicyRoute& r) {
+  RulePtr rule(rtnl_rule_alloc());
+  rtnl_rule_set_family(rule.get(), af(r.family));
+  rtnl_rule_set_mark(rule.get(), r.fwmark);
+  rtnl_rule_set_mask(rule.get(), 0xffffffff);
+  rtnl_rule_set_table(rule.get(), r.table);
+  rtnl_rule_set_action(rule.get(), FR_ACT_TO_TBL);
+  return rule;
+}
+
+Result<RoutePtr> make_route(nl_sock* sock, const PolicyRoute& r) {
+  int lo = 0;
+  {
+    rtnl_link* raw = nullptr;
+    if (int err = rtnl_link_get_kernel(sock, 0, "lo", &raw); err < 0) return nl_error("look up lo", err);
+    Link link(raw);
+    lo = rtnl_link_get_ifindex(link.get());
+  }
+  RoutePtr route(rtnl_route_alloc());
+  Addr dst(nl_addr_build(af(r.family), nullptr, 0));
+  if (!route || !dst) return Error{ErrorKind::Internal, "allocate a route: out of memory", 0};
+  nl_addr_set_prefixlen(dst.get(), 0);
+  rtnl_route_set_family(route.get(), static_cast<uint8_t>(af(r.family)));
+  rtnl_route_set_table(route.get(), r.table);
+  rtnl_route_set_type(route.get(), RTN_LOCAL);
+  rtnl_route_set_scope(route.get(), RT_SCOPE_HOST);
+  rtnl_route_set_protocol(route.get(), RTPROT_BOOT);
+  if (int err = rtnl_route_set_dst(route.get(), dst.get()); err < 0) return nl_error("set route destination", err);
+  rtnl_nexthop* nh = rtnl_route_nh_alloc();
+  if (!nh) return Error{ErrorKind::Internal, "allocate a next hop: out of memory", 0};
+  rtnl_route_nh_set_ifindex(nh, lo);
+  rtnl_route_add_nexthop(route.get(), nh);  // the route owns it from here
+  return route;
+}
+
+struct RuleKey {
+  uint32_t mark, table;
+};
+
+// fwmark rules with a full mask that look up a table.
+Result<std::vector<RuleKey>> fwmark_rules(nl_sock* sock, Family f) {
+  nl_cache* raw = nullptr;
+  if (int err = rtnl_rule_alloc_cache(sock, af(f), &raw); err < 0)
+    return nl_error(std::string("list ") + to_string(f) + " routing rules", err);
+  Cache cache(raw);
+  std::vector<RuleKey> out;
+  for (nl_object* o = nl_cache_get_first(cache.get()); o; o = nl_cache_get_next(o)) {
+    auto* rule = reinterpret_cast<rtnl_rule*>(o);
+    if (rtnl_rule_get_action(rule) != FR_ACT_TO_TBL) continue;
+    if (rtnl_rule_get_mask(rule) != 0xffffffff) continue;
+    uint32_t mark = rtnl_rule_get_mark(rule);
+    if (mark == 0 || mark == 0xffffffff) continue;  // no fwmark selector
+    out.push_back({mark, rtnl_rule_get_table(rule)});
+  }
+  return out;
+}
+
+// Tables that hold a local default route on lo.
+Result<std::vector<uint32_t>> local_default_tables(nl_sock* sock, Family f) {
+  nl_cache* raw = nullptr;
+  if (int err = rtnl_route_alloc_cache(sock, af(f), 0, &raw); err < 0)
+    return nl_error(std::string("list ") + to_string(f) + " routes", err);
+  Cache cache(raw);
+  int lo = static_cast<int>(if_nametoindex("lo"));
+  std::vector<uint32_t> out;
+  for (nl_object* o = nl_cache_get_first(cache.get()); o; o = nl_cache_get_next(o)) {
+    auto* route = reinterpret_cast<rtnl_route*>(o);
+    if (rtnl_route_get_type(route) != RTN_LOCAL) continue;
+    nl_addr* dst = rtnl_route_get_dst(route);
+    if (dst && nl_addr_get_prefixlen(dst) != 0) continue;
+    if (rtnl_route_get_nnexthops(route) != 1) continue;
+    if (rtnl_route_nh_get_ifindex(rtnl_route_nexthop_n(route, 0)) != lo) continue;
+    out.push_back(rtnl_route_get_table(route));
+  }
+  return out;
+}
+
+}  // namespace
+
+Status install(const PolicyRoute& r) {
+  auto sock = connect();
+  if (!sock) return sock.error();
+  auto rules = fwmark_rules(sock->get(), r.family);
+  if (!rules) return rules.error().wrap("install " + describe(r));
+  bool have_rule = false;
+  for (const RuleKey& k : *rules) have_rule |= (k.mark == r.fwmark && k.table == r.table);
+  if (!have_rule) {
+    RulePtr rule = make_rule(r);
+    if (int err = rtnl_rule_add(sock->get(), rule.get(), NLM_F_CREATE); err < 0 && err != -NLE_EXIST)
+      return nl_error("install " + describe(r) + ": add rule", err);
+  }
+  auto route = make_route(sock->get(), r);
+  if (!route) return route.error().wrap("install " + describe(r));
+  if (int err = rtnl_route_add(sock->get(), route->get(), NLM_F_CREATE | NLM_F_EXCL); err < 0 && err != -NLE_EXIST)
+    return nl_error("install " + describe(r) + ": add local route", err);
+  return {};
+}
+
+Status remove(const PolicyRoute& r) {
+  auto sock = connect();
+  if (!sock) return sock.error();
+  RulePtr rule = make_rule(r);
+  // Bounded: a rule added twice by someone else is removed as well.
+  for (int i = 0; i < 16; ++i) {
+    int err = rtnl_rule_delete(sock->get(), rule.get(), 0);
+    if (err == -NLE_OBJ_NOTFOUND || err == -NLE_NOADDR) break;
+    if (err < 0) return nl_error("remove " + describe(r) + ": delete rule", err);
+  }
+  auto route = make_route(sock->get(), r);
+  if (!route) return route.error().wrap("remove " + describe(r));
+  int err = rtnl_route_delete(sock->get(), route->get(), 0);
+  if (err < 0 && err != -NLE_OBJ_NOTFOUND && err != -NLE_NOADDR)
+    return nl_error("remove " + describe(r) + ": delete local route", err);
+  return {};
+}
+
+Result<std::vector<PolicyRoute>> list(Family f) {
+  auto sock = connect();
+  if (!sock) return sock.error();
+  auto rules = fwmark_rules(sock->get(), f);
+  // A kernel without IPv6 refuses the dump: no IPv6 routes then.
+  if (!rules) {
+    if (f == Family::V6) return std::vector<PolicyRoute>{};
+    return rules.error();
+  }
+  auto tables = local_default_tables(sock->get(), f);
+  if (!tables) {
+    if (f == Family::V6) return std::vector<PolicyRoute>{};
+    return tables.error();
+  }
+  std::vector<PolicyRoute> out;
+  for (const RuleKey& k : *rules) {
+    for (uint32_t t : *tables) {
+      if (t == k.table) {
+        out.push_back(PolicyRoute{f, k.mark, k.table});
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+Result<bool> link_exists(const std::string& name) {
+  auto sock = connect();
+  if (!sock) return sock.error();
+  rtnl_link* raw = nullptr;
+  int err = rtnl_link_get_kernel(sock->get(), 0, name.c_str(), &raw);
+  if (err == -NLE_OBJ_NOTFOUND || err == -NLE_NODEV) return false;
+  if (err < 0) return nl_error("look up link " + name, err);
+  Link link(raw);
+  return true;
+}
+
+Result<bool> link_is_up(const std::string& name) {
+  auto sock = connect();
+  if (!sock) return sock.error();
+  rtnl_link* raw = nullptr;
+  int err = rtnl_link_get_kernel(sock->get(), 0, name.c_str(), &raw);
+  if (err == -NLE_OBJ_NOTFOUND || err == -NLE_NODEV) return false;
+  if (err < 0) return nl_error("look up link " + name, err);
+  Link link(raw);
+  return (rtnl_link_get_flags(link.get()) & IFF_UP) != 0;
+}
+
+}  // namespace weir::routes

@@ -1,0 +1,30 @@
+// Policy routing for TPROXY, through netlink (libnl-route-3): the rule
+// "fwmark MARK lookup TABLE" and the route "local 0.0.0.0/0 (or ::/0) dev lo
+// table TABLE". Works on the calling thread's network namespace (the netlink
+// socket is bound to the namespace current when it is made), like Backend.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "error.h"
+#include "model.h"
+
+namespace weir::routes {
+
+// Installs the rule and the route. Idempotent: what already exists is kept.
+Status install(const PolicyRoute& r);
+
+// Removes the rule and the route. Succeeds when they are absent.
+Status remove(const PolicyRoute& r);
+
+// The policy routes of one family that have weir's shape: a "fwmark M lookup T"
+// rule (full mask) whose table T holds a local default route on lo. A family
+// the kernel does not have gives an empty list.
+Result<std::vector<PolicyRoute>> list(Family f);
+
+// Link state, for warnings ("excluded interface eth7 does not exist", "lo is down").
+Result<bool> link_exists(const std::string& name);
+Result<bool> link_is_up(const std::string& name);
+
+}  // namespace weir::routes
