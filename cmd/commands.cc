@@ -1,0 +1,168 @@
+// plan, apply, check, clean, show: each reads its flags, calls the library
+// (plan.h, ops.h) and prints the result. No logic of their own.
+#include <cstdio>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "capture_flags.h"
+#include "command.h"
+#include "diff.h"
+#include "netns.h"
+#include "ops.h"
+#include "plan.h"
+#include "render.h"
+
+namespace weir {
+
+void NetnsFlags::bind(CLI::App& app, bool required) {
+  CLI::Option* o = app.add_option(
+      "--netns", netns,
+      "Target network namespace: a path, a name (/var/run/netns/NAME), pid:N, or \"self\" "
+      "(the only way to act on weir's own namespace)");
+  if (required) o->required();
+  app.add_option("--lock-timeout", lock_timeout_ms, "Milliseconds to wait for the namespace's lock")
+      ->check(CLI::Range(0, 3600 * 1000));
+}
+
+NetnsTarget NetnsFlags::target() const {
+  NetnsTarget t;
+  t.netns_path = netns_path(netns);
+  // A typo must never capture the node's own traffic: only the literal word
+  // "self" lets the library act on the namespace weir runs in.
+  t.allow_own_netns = netns == "self";
+  t.lock_timeout_ms = lock_timeout_ms;
+  return t;
+}
+
+void OutputFlag::bind(CLI::App& app) {
+  app.add_option("--output,-o", format, "Output format: text or json")
+      ->check(CLI::IsMember({"text", "json"}));
+}
+
+namespace {
+
+std::size_t count_rules(const RulePlan& p) {
+  std::size_t n = 0;
+  for (const Ruleset& rs : p.rulesets)
+    for (const Table& t : rs.tables)
+      for (const Chain& c : t.chains) n += c.rules.size();
+  return n;
+}
+
+void print_plan(const RulePlan& p, const OutputFlag& output, RenderOptions opts = {}) {
+  if (output.json()) {
+    std::cout << to_json(p).dump(2) << '\n';
+  } else {
+    std::cout << render_plan(p, opts);
+  }
+}
+
+class PlanCommand : public Command {
+ public:
+  void bind(CLI::App& app) override {
+    flags_.bind(app);
+    output_.bind(app);
+  }
+  Result<int> run() override {
+    Result<CaptureSpec> spec = flags_.build();
+    if (!spec) return spec.error();
+    print_plan(plan(*spec), output_);
+    return kExitOk;
+  }
+
+ private:
+  CaptureFlags flags_;
+  OutputFlag output_;
+};
+
+class ApplyCommand : public Command {
+ public:
+  void bind(CLI::App& app) override {
+    netns_.bind(app, true);
+    flags_.bind(app);
+  }
+  Result<int> run() override {
+    Result<CaptureSpec> spec = flags_.build();
+    if (!spec) return spec.error();
+    const NetnsTarget t = netns_.target();
+    Result<ApplyReport> report = apply(t, *spec);
+    if (!report) return report.error();
+    for (const std::string& w : report->warnings) spdlog::warn("{}", w);
+    spdlog::info("applied {} rules to {}", count_rules(report->plan), t.netns_path);
+    return kExitOk;
+  }
+
+ private:
+  NetnsFlags netns_;
+  CaptureFlags flags_;
+};
+
+class CheckCommand : public Command {
+ public:
+  void bind(CLI::App& app) override {
+    netns_.bind(app, true);
+    flags_.bind(app);
+  }
+  Result<int> run() override {
+    Result<CaptureSpec> spec = flags_.build();
+    if (!spec) return spec.error();
+    const NetnsTarget t = netns_.target();
+    Result<CheckReport> report = check(t, *spec);
+    if (!report) return report.error();
+    if (report->diff.empty()) {
+      spdlog::info("{}: weir's rules match the plan", t.netns_path);
+      return kExitOk;
+    }
+    std::cout << render_diff(report->diff);
+    return kExitDrift;
+  }
+
+ private:
+  NetnsFlags netns_;
+  CaptureFlags flags_;
+};
+
+class CleanCommand : public Command {
+ public:
+  void bind(CLI::App& app) override { netns_.bind(app, true); }
+  Result<int> run() override {
+    const NetnsTarget t = netns_.target();
+    if (Status st = clean(t); !st) return st.error();
+    spdlog::info("removed weir's rules from {}", t.netns_path);
+    return kExitOk;
+  }
+
+ private:
+  NetnsFlags netns_;
+};
+
+class ShowCommand : public Command {
+ public:
+  void bind(CLI::App& app) override {
+    netns_.bind(app, true);
+    output_.bind(app);
+  }
+  Result<int> run() override {
+    Result<RulePlan> live = show(netns_.target());
+    if (!live) return live.error();
+    print_plan(*live, output_, RenderOptions{.counters = true});
+    return kExitOk;
+  }
+
+ private:
+  NetnsFlags netns_;
+  OutputFlag output_;
+};
+
+}  // namespace
+
+std::unique_ptr<Command> make_plan_command() { return std::make_unique<PlanCommand>(); }
+std::unique_ptr<Command> make_apply_command() { return std::make_unique<ApplyCommand>(); }
+std::unique_ptr<Command> make_check_command() { return std::make_unique<CheckCommand>(); }
+std::unique_ptr<Command> make_clean_command() { return std::make_unique<CleanCommand>(); }
+std::unique_ptr<Command> make_show_command() { return std::make_unique<ShowCommand>(); }
+
+}  // namespace weir

@@ -1,0 +1,239 @@
+// weir explain: builds a Packet from flags, gets weir's rules (planned from
+// the capture flags, or read live with --netns) and prints explain.h's trace.
+#include <iostream>
+#include <optional>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "capture_flags.h"
+#include "command.h"
+#include "explain.h"
+#include "ops.h"
+#include "plan.h"
+
+namespace weir {
+namespace {
+
+// Addresses used when the user gives none: the pod and a peer outside it,
+// from the ranges weir's tests use.
+struct DefaultAddrs {
+  const char* pod;
+  const char* peer;
+  const char* loopback;
+};
+constexpr DefaultAddrs kV4Defaults{"198.18.0.1", "198.18.0.10", "127.0.0.1"};
+constexpr DefaultAddrs kV6Defaults{"fd00::1", "fd00::10", "::1"};
+constexpr uint16_t kDefaultSport = 40000;
+constexpr uint32_t kDefaultAppId = 1000;
+
+Result<Cidr> host_addr(const std::string& what, const std::string& text) {
+  Result<Cidr> c = parse_cidr(text);
+  if (!c) return c.error().wrap(what);
+  const uint8_t full = c->family == Family::V4 ? 32 : 128;
+  if (c->prefix != full) return Error{ErrorKind::InvalidArgument, what + ": " + text + " is a network; want one address"};
+  return c;
+}
+
+bool is_loopback(const Cidr& c) {
+  if (c.family == Family::V4) return c.addr[0] == 127;
+  return c == *parse_cidr("::1");
+}
+
+std::string endpoint(const Cidr& a, uint16_t port) {
+  return a.family == Family::V6 ? "[" + format_addr(a) + "]:" + std::to_string(port)
+                                : format_addr(a) + ":" + std::to_string(port);
+}
+
+const char* to_string(Packet::CtState s) {
+  switch (s) {
+    case Packet::CtState::New: return "new";
+    case Packet::CtState::Established: return "established";
+    case Packet::CtState::Related: return "related";
+    case Packet::CtState::Invalid: return "invalid";
+  }
+  return "?";
+}
+
+class ExplainCommand : public Command {
+ public:
+  void bind(CLI::App& app) override {
+    app.footer(
+        "Defaults: inbound (hook prerouting) packets come from 198.18.0.10:40000 (fd00::10 for IPv6) "
+        "on eth0 to the pod at 198.18.0.1 (fd00::1); outbound (hook output) packets leave the pod "
+        "from 198.18.0.1:40000 (127.0.0.1 when --dst is loopback) sent by uid 1000, gid 1000. "
+        "The family follows the addresses given. Without --netns the rules are planned from the "
+        "capture flags (defaults if none).");
+    netns_.bind(app, false);
+    output_.bind(app);
+    CLI::Option* dir = app.add_option("--direction", direction_, "inbound or outbound")
+                           ->check(CLI::IsMember({"inbound", "outbound"}));
+    CLI::Option* hook = app.add_option("--hook", hook_, "prerouting or output (instead of --direction)")
+                            ->check(CLI::IsMember({"prerouting", "output"}));
+    dir->excludes(hook);
+    app.add_option("--proto", proto_, "tcp or udp")->check(CLI::IsMember({"tcp", "udp"}));
+    src_opt_ = app.add_option("--src", src_, "Source address");
+    dst_opt_ = app.add_option("--dst", dst_, "Destination address");
+    sport_opt_ = app.add_option("--sport", sport_, "Source port (default 40000)");
+    app.add_option("--dport", dport_, "Destination port")->required();
+    uid_opt_ = app.add_option("--uid", uid_, "UID of the sending process (outbound; default 1000)");
+    gid_opt_ = app.add_option("--gid", gid_, "GID of the sending process (outbound; default 1000)");
+    in_iface_opt_ = app.add_option("--in-iface", in_iface_, "Interface the packet arrives on (inbound; default eth0)");
+    out_iface_opt_ = app.add_option("--out-iface", out_iface_,
+                                    "Interface the packet leaves by (outbound; default lo for local destinations, else eth0)");
+    app.add_option("--ct-state", ct_state_, "Conntrack state: new, established, related or invalid")
+        ->check(CLI::IsMember({"new", "established", "related", "invalid"}));
+    app.add_option("--mark", mark_, "Packet mark (decimal or 0x-hex)");
+    flags_.bind(app);
+  }
+
+  Result<int> run() override {
+    if (direction_.empty() && hook_.empty()) {
+      return Error{ErrorKind::InvalidArgument, "give --direction inbound|outbound or --hook prerouting|output"};
+    }
+    if (!netns_.netns.empty() && flags_.any_given()) {
+      return Error{ErrorKind::InvalidArgument,
+                   "--netns reads the live rules; capture flags or --config would be ignored, so give one or the other"};
+    }
+    std::optional<CaptureSpec> spec;
+    if (netns_.netns.empty()) {
+      Result<CaptureSpec> s = flags_.build();
+      if (!s) return s.error();
+      spec = std::move(*s);
+    }
+    Result<Packet> packet = make_packet(spec);
+    if (!packet) return packet.error();
+
+    RulePlan rules;
+    std::string source;
+    if (spec) {
+      rules = plan(*spec);
+      source = "planned from the capture flags";
+    } else {
+      const NetnsTarget t = netns_.target();
+      Result<RulePlan> live = show(t);
+      if (!live) return live.error();
+      rules = std::move(*live);
+      source = "live rules of " + t.netns_path;
+    }
+    if (!rules.find(packet->family)) {
+      return Error{ErrorKind::InvalidArgument,
+                   std::string("no ") + weir::to_string(packet->family) + " rules (" + source +
+                       "); the packet's family follows --src/--dst"};
+    }
+
+    const Explanation e = explain(rules, *packet);
+    if (output_.json()) {
+      nlohmann::json j = to_json(e);
+      j["packet"] = describe(*packet);
+      j["rules"] = source;
+      std::cout << j.dump(2) << '\n';
+    } else {
+      std::cout << "packet: " << describe(*packet) << "\nrules: " << source << "\n\n" << render_explanation(e);
+    }
+    return kExitOk;
+  }
+
+ private:
+  bool inbound() const { return direction_ == "inbound" || hook_ == "prerouting"; }
+
+  Result<Packet> make_packet(const std::optional<CaptureSpec>& spec) const {
+    Packet p;
+    p.hook = inbound() ? Packet::Hook::Prerouting : Packet::Hook::Output;
+    p.proto = proto_ == "udp" ? Proto::Udp : Proto::Tcp;
+
+    std::optional<Cidr> src, dst;
+    if (src_opt_->count()) {
+      Result<Cidr> c = host_addr("--src", src_);
+      if (!c) return c.error();
+      src = *c;
+    }
+    if (dst_opt_->count()) {
+      Result<Cidr> c = host_addr("--dst", dst_);
+      if (!c) return c.error();
+      dst = *c;
+    }
+    if (src && dst && src->family != dst->family) {
+      return Error{ErrorKind::InvalidArgument, "--src " + src_ + " and --dst " + dst_ + " are of different families"};
+    }
+    // The family follows the addresses; with none, the spec's first family.
+    p.family = src ? src->family : dst ? dst->family
+               : (spec && spec->ip_families == IpFamilies::V6) ? Family::V6 : Family::V4;
+    const DefaultAddrs& d = p.family == Family::V4 ? kV4Defaults : kV6Defaults;
+    if (inbound()) {
+      p.src = src ? *src : *parse_cidr(d.peer);
+      p.dst = dst ? *dst : *parse_cidr(d.pod);
+    } else {
+      p.dst = dst ? *dst : *parse_cidr(d.peer);
+      p.src = src ? *src : *parse_cidr(is_loopback(p.dst) ? d.loopback : d.pod);
+    }
+
+    p.sport = kDefaultSport;
+    if (sport_opt_->count()) {
+      Result<uint16_t> port = parse_port_value("--sport", sport_);
+      if (!port) return port.error();
+      p.sport = *port;
+    }
+    Result<uint16_t> dport = parse_port_value("--dport", dport_);
+    if (!dport) return dport.error();
+    p.dport = *dport;
+
+    if (inbound()) {
+      for (CLI::Option* o : {uid_opt_, gid_opt_, out_iface_opt_}) {
+        if (o->count()) return Error{ErrorKind::InvalidArgument, o->get_name() + ": only for outbound packets (hook output)"};
+      }
+      p.in_iface = in_iface_opt_->count() ? in_iface_ : "eth0";
+    } else {
+      if (in_iface_opt_->count()) return Error{ErrorKind::InvalidArgument, "--in-iface: only for inbound packets (hook prerouting)"};
+      p.out_iface = out_iface_;
+      p.uid = kDefaultAppId;
+      if (uid_opt_->count()) {
+        Result<uint32_t> v = parse_u32_value("--uid", uid_);
+        if (!v) return v.error();
+        p.uid = *v;
+      }
+      p.gid = kDefaultAppId;
+      if (gid_opt_->count()) {
+        Result<uint32_t> v = parse_u32_value("--gid", gid_);
+        if (!v) return v.error();
+        p.gid = *v;
+      }
+    }
+
+    if (ct_state_ == "established") p.ct_state = Packet::CtState::Established;
+    else if (ct_state_ == "related") p.ct_state = Packet::CtState::Related;
+    else if (ct_state_ == "invalid") p.ct_state = Packet::CtState::Invalid;
+    if (!mark_.empty()) {
+      Result<uint32_t> v = parse_u32_value("--mark", mark_);
+      if (!v) return v.error();
+      p.mark = *v;
+    }
+    return p;
+  }
+
+  static std::string describe(const Packet& p) {
+    std::string s = p.hook == Packet::Hook::Prerouting ? "inbound (prerouting)" : "outbound (output)";
+    s += std::string(" ") + weir::to_string(p.proto) + " " + endpoint(p.src, p.sport) + " -> " + endpoint(p.dst, p.dport);
+    if (!p.in_iface.empty()) s += " in " + p.in_iface;
+    if (!p.out_iface.empty()) s += " out " + p.out_iface;
+    if (p.uid) s += " uid " + std::to_string(*p.uid);
+    if (p.gid) s += " gid " + std::to_string(*p.gid);
+    s += std::string(" ctstate ") + to_string(p.ct_state);
+    if (p.mark) s += " mark " + std::to_string(p.mark);
+    return s;
+  }
+
+  CaptureFlags flags_;
+  NetnsFlags netns_;
+  OutputFlag output_;
+  std::string direction_, hook_, proto_ = "tcp", src_, dst_, sport_, dport_, uid_, gid_;
+  std::string in_iface_, out_iface_, ct_state_ = "new", mark_;
+  CLI::Option *src_opt_ = nullptr, *dst_opt_ = nullptr, *sport_opt_ = nullptr, *uid_opt_ = nullptr,
+              *gid_opt_ = nullptr, *in_iface_opt_ = nullptr, *out_iface_opt_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<Command> make_explain_command() { return std::make_unique<ExplainCommand>(); }
+
+}  // namespace weir

@@ -1,0 +1,99 @@
+// weir: the debugging CLI. main only builds the command table, parses, and
+// maps errors to one line on stderr and exit code 2.
+#include <cstdio>
+#include <exception>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "command.h"
+
+namespace {
+
+struct CommandDef {
+  const char* name;
+  const char* description;
+  std::unique_ptr<weir::Command> (*make)();
+};
+
+const CommandDef kCommands[] = {
+    {"plan", "Print the rules a capture spec gives (dry run: no root, no kernel state)", weir::make_plan_command},
+    {"apply", "Install the rules in a network namespace, replacing weir's previous ones", weir::make_apply_command},
+    {"check", "Compare a namespace's live rules with the plan: exit 0 equal, 1 drifted (diff on stdout), 2 error",
+     weir::make_check_command},
+    {"clean", "Remove weir's rules and routes from a network namespace", weir::make_clean_command},
+    {"show", "Print weir's live rules with packet and byte counters, and its routes", weir::make_show_command},
+    {"explain", "Walk one packet through weir's rules and print each rule it meets and the verdict",
+     weir::make_explain_command},
+};
+
+void setup_logging(const std::string& level) {
+  auto logger = spdlog::stderr_logger_mt("weir");
+  logger->set_pattern("weir: %l: %v");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(level));
+}
+
+int fail(const std::string& command, const std::string& message) {
+  std::cerr << "weir: " << (command.empty() ? "" : command + ": ") << message << '\n';
+  return weir::kExitError;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"weir: installs and inspects the netfilter rules that send a pod's traffic through its sidecar proxy"};
+  app.name("weir");
+  app.set_version_flag("--version", WEIR_VERSION);
+  app.require_subcommand(1);
+  app.fallthrough();  // --log-level also after the command
+  std::string log_level = "warn";
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+
+  std::vector<std::pair<CLI::App*, std::unique_ptr<weir::Command>>> commands;
+  for (const CommandDef& def : kCommands) {
+    CLI::App* sub = app.add_subcommand(def.name, def.description);
+    std::unique_ptr<weir::Command> cmd = def.make();
+    cmd->bind(*sub);
+    commands.emplace_back(sub, std::move(cmd));
+  }
+
+  auto current_command = [&app]() -> std::string {
+    const std::vector<CLI::App*> subs = app.get_subcommands();
+    return subs.empty() ? "" : subs.front()->get_name();
+  };
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return fail(current_command(), e.what());
+  }
+
+  setup_logging(log_level);
+  for (auto& [sub, cmd] : commands) {
+    if (!sub->parsed()) continue;
+    try {
+      weir::Result<int> rc = cmd->run();
+      if (!rc) return fail(sub->get_name(), rc.error().message);
+      return *rc;
+    } catch (const nlohmann::json::exception& e) {
+      return fail(sub->get_name(), std::string("JSON: ") + e.what());
+    } catch (const std::exception& e) {
+      return fail(sub->get_name(), std::string("internal error: ") + e.what());
+    }
+  }
+  return fail("", "no command given (see weir --help)");
+}
