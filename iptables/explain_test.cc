@@ -1,4 +1,5 @@
 #include "explain.h"
+#include "plan.h"
 
 #include <doctest/doctest.h>
 
@@ -459,6 +460,229 @@ TEST_CASE("render_explanation and to_json carry the packet, the steps and the ve
   CHECK(j["verdict"]["port"] == 15001);
   CHECK(j["verdict"]["decidedBy"] == "nat WEIR_OUTPUT rule 2");
   CHECK(j["summary"] == e.summary);
+}
+
+// Flows against the planner's rules: the reference sidecar semantics
+// (CAPTURE.md) and the other modes, checked by verdict, with the walk printed
+// when a check fails.
+namespace {
+
+struct Expect {
+  ExplainVerdict::Kind kind;
+  uint16_t port = 0;
+};
+
+void check_flow(const RulePlan& plan, const Packet& p, Expect want, const char* decided_in = nullptr) {
+  const auto e = explain(plan, p);
+  INFO(render_explanation(e));
+  CHECK(e.verdict.kind == want.kind);
+  CHECK(e.verdict.port == want.port);
+  if (decided_in != nullptr) CHECK(e.verdict.decided_by.find(decided_in) != std::string::npos);
+}
+
+Packet with_uid_gid(Packet p, uint32_t uid, uint32_t gid) {
+  p.uid = uid;
+  p.gid = gid;
+  return p;
+}
+
+Packet via_lo(Packet p) {
+  p.out_iface = "lo";
+  return p;
+}
+
+const Expect kUntouched{ExplainVerdict::Untouched};
+Expect redirected(uint16_t port) { return {ExplainVerdict::Redirected, port}; }
+
+struct Addrs {
+  const char* pod;
+  const char* peer;
+  const char* loopback;
+  const char* passthrough;
+};
+const Addrs kV4{"198.18.0.2", "198.18.1.1", "127.0.0.1", "127.0.0.6"};
+const Addrs kV6{"fd00::2", "fd00::1:1", "::1", "::6"};
+
+}  // namespace
+
+TEST_CASE("explain on plan(CaptureSpec{}): the reference sidecar capture, IPv4 and IPv6") {
+  const RulePlan plan = weir::plan(CaptureSpec{});
+  for (const Addrs& a : {kV4, kV6}) {
+    CAPTURE(a.pod);
+    // Inbound TCP to an ordinary port goes to the inbound port.
+    check_flow(plan, inbound(a.peer, a.pod, 8080), redirected(15006), "nat WEIR_IN_REDIRECT rule 1");
+    check_flow(plan, inbound(a.peer, a.pod, 22), redirected(15006));
+    // The tunnel port and the default inbound excludes are not captured.
+    for (uint16_t port : {15008, 15020, 15021, 15090}) {
+      CAPTURE(port);
+      check_flow(plan, inbound(a.peer, a.pod, port), kUntouched, "nat WEIR_INBOUND");
+    }
+    // Inbound UDP is not captured.
+    Packet udp_in = inbound(a.peer, a.pod, 8080);
+    udp_in.proto = Proto::Udp;
+    check_flow(plan, udp_in, kUntouched);
+
+    // An application's outbound TCP goes to the outbound port.
+    check_flow(plan, outbound(a.pod, a.peer, 80, 1000), redirected(15001), "nat WEIR_REDIRECT rule 1");
+    check_flow(plan, outbound(a.pod, a.peer, 443, 0), redirected(15001));
+    // The proxy's own traffic, by UID or by GID, goes out untouched.
+    check_flow(plan, outbound(a.pod, a.peer, 80, 1337), kUntouched, "nat WEIR_OUTPUT");
+    check_flow(plan, with_uid_gid(outbound(a.pod, a.peer, 80), 1000, 1337), kUntouched, "nat WEIR_OUTPUT");
+    // Loopback is not captured, whoever sends it.
+    check_flow(plan, outbound(a.loopback, a.loopback, 8080, 1000), kUntouched, "nat WEIR_OUTPUT");
+    check_flow(plan, outbound(a.loopback, a.loopback, 8080, 1337), kUntouched, "nat WEIR_OUTPUT");
+    // The proxy calling the pod's own address over lo is inbound...
+    check_flow(plan, via_lo(outbound(a.pod, a.pod, 8080, 1337)), redirected(15006), "nat WEIR_IN_REDIRECT");
+    check_flow(plan, via_lo(with_uid_gid(outbound(a.pod, a.pod, 8080), 1000, 1337)), redirected(15006));
+    // ...except to the tunnel port, and except from the passthrough source.
+    check_flow(plan, via_lo(outbound(a.pod, a.pod, 15008, 1337)), kUntouched);
+    check_flow(plan, via_lo(outbound(a.passthrough, a.pod, 8080, 1337)), kUntouched, "nat WEIR_OUTPUT rule 1");
+    // The application calling its own pod address over lo is not captured.
+    check_flow(plan, via_lo(outbound(a.pod, a.pod, 8080, 1000)), kUntouched, "nat WEIR_OUTPUT");
+    // Only TCP, only new connections.
+    Packet udp_out = outbound(a.pod, a.peer, 53, 1000);
+    udp_out.proto = Proto::Udp;
+    check_flow(plan, udp_out, kUntouched);
+    Packet est = outbound(a.pod, a.peer, 80, 1000);
+    est.ct_state = Packet::CtState::Established;
+    check_flow(plan, est, kUntouched);
+  }
+
+  // The summary says why, in the planner's words.
+  auto e = explain(plan, outbound("198.18.0.2", "198.18.1.1", 80, 1337));
+  CHECK(e.summary.rfind("passed untouched: RETURN at nat WEIR_OUTPUT rule ", 0) == 0);
+  CHECK(e.summary.find("uid 1337") != std::string::npos);
+  e = explain(plan, outbound("198.18.0.2", "198.18.1.1", 80, 1000));
+  CHECK(e.summary == "redirected to port 15001 by nat WEIR_REDIRECT rule 1 (to the proxy's outbound port)");
+}
+
+TEST_CASE("explain on planned specs: port and CIDR lists, interfaces") {
+  CaptureSpec s;
+  s.ip_families = IpFamilies::V4;
+  s.inbound_ports = std::vector<PortRange>{{8080, 8080}, {9000, 9100}};
+  s.exclude_outbound_cidrs = {ip("198.18.2.0/24")};
+  s.outbound_cidrs = std::vector<Cidr>{ip("198.18.0.0/16")};
+  s.exclude_outbound_ports = {{3306, 3306}};
+  s.exclude_interfaces = {"eth9"};
+  s.kube_virt_interfaces = {"kv0"};
+  s.exclude_inbound_cidrs = {ip("198.18.7.0/24")};
+  const RulePlan plan = weir::plan(s);
+
+  check_flow(plan, inbound("198.18.1.1", "198.18.0.2", 8080), redirected(15006));
+  check_flow(plan, inbound("198.18.1.1", "198.18.0.2", 9050), redirected(15006));
+  check_flow(plan, inbound("198.18.1.1", "198.18.0.2", 8081), kUntouched);
+  check_flow(plan, inbound("198.18.7.9", "198.18.0.2", 8080), kUntouched, "nat WEIR_INBOUND");
+  check_flow(plan, inbound("198.18.1.1", "198.18.0.2", 8080, "eth9"), kUntouched, "nat WEIR_INBOUND rule 1");
+  check_flow(plan, inbound("198.18.1.1", "198.18.0.2", 8080, "kv0"), redirected(15001));
+
+  check_flow(plan, outbound("198.18.0.2", "198.18.1.1", 80), redirected(15001));
+  check_flow(plan, outbound("198.18.0.2", "198.18.2.1", 80), kUntouched, "nat WEIR_OUTBOUND");
+  check_flow(plan, outbound("198.18.0.2", "198.19.0.1", 80), kUntouched);  // not in the include list
+  check_flow(plan, outbound("198.18.0.2", "198.18.1.1", 3306), kUntouched, "nat WEIR_OUTBOUND rule 1");
+  Packet out9 = outbound("198.18.0.2", "198.18.1.1", 80);
+  out9.out_iface = "eth9";
+  check_flow(plan, out9, kUntouched, "nat WEIR_OUTPUT rule 1");
+
+  // Capture nothing inbound.
+  s.inbound_ports = std::vector<PortRange>{};
+  check_flow(weir::plan(s), inbound("198.18.1.1", "198.18.0.2", 8080), kUntouched);
+}
+
+TEST_CASE("explain on planned specs: several proxy UIDs and GIDs") {
+  CaptureSpec s;
+  s.proxy_uids = {1337, 1338};
+  s.proxy_gids = {1337, 2000};
+  const RulePlan plan = weir::plan(s);
+  for (uint32_t uid : {1337u, 1338u}) {
+    CAPTURE(uid);
+    check_flow(plan, outbound("198.18.0.2", "198.18.1.1", 80, uid), kUntouched);
+    check_flow(plan, via_lo(outbound("198.18.0.2", "198.18.0.2", 8080, uid)), redirected(15006));
+    check_flow(plan, via_lo(outbound("fd00::2", "fd00::2", 8080, uid)), redirected(15006));
+  }
+  check_flow(plan, with_uid_gid(outbound("198.18.0.2", "198.18.1.1", 80), 1000, 2000), kUntouched);
+  check_flow(plan, via_lo(with_uid_gid(outbound("198.18.0.2", "198.18.0.2", 80), 1000, 2000)), redirected(15006));
+  check_flow(plan, outbound("198.18.0.2", "198.18.1.1", 80, 1000), redirected(15001));
+}
+
+TEST_CASE("explain on planned specs: DNS capture") {
+  CaptureSpec s;
+  s.dns.capture = true;
+  const RulePlan plan = weir::plan(s);
+  for (const Addrs& a : {kV4, kV6}) {
+    CAPTURE(a.pod);
+    for (Proto proto : {Proto::Udp, Proto::Tcp}) {
+      Packet q = outbound(a.pod, a.peer, 53, 1000);
+      q.proto = proto;
+      check_flow(plan, q, redirected(15053), "nat WEIR_DNS");
+      q.uid = q.gid = 1337;  // the proxy's own upstream query
+      check_flow(plan, q, kUntouched);
+    }
+    // The query walks raw first and lands in conntrack zone 2.
+    Packet q = outbound(a.pod, a.peer, 53, 1000);
+    q.proto = Proto::Udp;
+    const auto e = explain(plan, q);
+    bool zone2 = false;
+    for (const auto& st : e.steps) zone2 = zone2 || (st.table == "raw" && st.effect == "conntrack zone 2");
+    CHECK(zone2);
+    // The proxy calling its pod address on port 53 over lo is not inbound.
+    check_flow(plan, via_lo(outbound(a.pod, a.pod, 53, 1337)), kUntouched);
+  }
+
+  // Only DNS to the given nameservers.
+  s.dns.capture_all = false;
+  s.dns.servers = {ip("198.18.5.5")};
+  s.ip_families = IpFamilies::V4;
+  Packet q = outbound("198.18.0.2", "198.18.5.5", 53, 1000);
+  q.proto = Proto::Udp;
+  check_flow(weir::plan(s), q, redirected(15053));
+  q.dst = ip("198.18.5.6");
+  check_flow(weir::plan(s), q, kUntouched);
+}
+
+TEST_CASE("explain on planned specs: TPROXY inbound and drop invalid") {
+  CaptureSpec s;
+  s.mode = InboundMode::Tproxy;
+  s.drop_invalid = true;
+  const RulePlan plan = weir::plan(s);
+  for (const Addrs& a : {kV4, kV6}) {
+    CAPTURE(a.pod);
+    auto e = explain(plan, inbound(a.peer, a.pod, 8080));
+    INFO(render_explanation(e));
+    CHECK(e.verdict.kind == ExplainVerdict::Tproxied);
+    CHECK(e.verdict.port == 15006);
+    CHECK(e.verdict.mark == 1337);
+    CHECK(e.verdict.decided_by == "mangle WEIR_TPROXY rule 1");
+    check_flow(plan, inbound(a.peer, a.pod, 15020), kUntouched);
+    check_flow(plan, inbound(a.peer, a.pod, 15008), kUntouched);
+
+    // Established inbound: marked for the route table and accepted.
+    Packet est = inbound(a.peer, a.pod, 8080);
+    est.ct_state = Packet::CtState::Established;
+    e = explain(plan, est);
+    CHECK(e.verdict.kind == ExplainVerdict::Untouched);
+    CHECK(e.verdict.mark == 1337);
+    CHECK(e.verdict.decided_by == "mangle WEIR_DIVERT rule 2");
+
+    Packet invalid = inbound(a.peer, a.pod, 8080);
+    invalid.ct_state = Packet::CtState::Invalid;
+    check_flow(plan, invalid, {ExplainVerdict::Dropped}, "mangle WEIR_INBOUND");
+
+    // The proxy to the pod's address over lo: marked 1338 at output...
+    e = explain(plan, via_lo(outbound(a.pod, a.pod, 8080, 1337)));
+    CHECK(e.verdict.mark == 1338);
+    // ...and on its way back in over lo that mark sends it to TPROXY.
+    Packet back = inbound(a.pod, a.pod, 8080, "lo");
+    back.mark = 1338;
+    check_flow(plan, back, {ExplainVerdict::Tproxied, 15006});
+    back.mark = 0;  // an application's own lo traffic
+    check_flow(plan, back, kUntouched);
+    Packet pass = inbound(a.passthrough, a.pod, 8080, "lo");
+    pass.mark = 1338;
+    check_flow(plan, pass, kUntouched);
+
+    // Outbound still goes through nat.
+    check_flow(plan, outbound(a.pod, a.peer, 80, 1000), redirected(15001));
+  }
 }
 
 }  // namespace weir
