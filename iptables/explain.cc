@@ -10,12 +10,13 @@
 //    option in it is negated (xt_owner: `(match ^ invert) == 0`).
 #include "explain.h"
 
+#include "render.h"
+
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <utility>
-#include <variant>
 #include <vector>
 
 namespace weir {
@@ -232,53 +233,8 @@ std::optional<std::string> mismatch(const Rule& r, const View& v) {
   return std::nullopt;
 }
 
-// Readable rule text without the renderer: enough to recognise the rule.
-std::string rule_text(const Rule& r, const std::string& chain) {
-  std::string s = "-A " + chain;
-  auto add = [&](const std::string& part) { s += " " + part; };
-  if (r.src) add(not_(r.src_negated) + "-s " + format_cidr(*r.src));
-  if (r.dst) add(not_(r.dst_negated) + "-d " + format_cidr(*r.dst));
-  if (!r.in_iface.empty()) add(not_(r.in_negated) + "-i " + r.in_iface);
-  if (!r.out_iface.empty()) add(not_(r.out_negated) + "-o " + r.out_iface);
-  if (r.proto != Proto::Any) add(not_(r.proto_negated) + "-p " + to_string(r.proto));
-  if (r.sport || r.dport) add(std::string("-m ") + to_string(r.proto));
-  if (r.sport) add(not_(r.sport->negated) + "--sport " + format_port_range(r.sport->range, ':'));
-  if (r.dport) add(not_(r.dport->negated) + "--dport " + format_port_range(r.dport->range, ':'));
-  if (r.multiport) add("-m multiport " + not_(r.multiport->negated) + "--dports " + ports_text(r.multiport->ports));
-  if (r.owner) {
-    add("-m owner " + not_(r.owner->negated) +
-        (r.owner->kind == Owner::Kind::Uid ? "--uid-owner " : "--gid-owner ") + std::to_string(r.owner->id));
-  }
-  if (r.conntrack) add("-m conntrack " + not_(r.conntrack->negated) + "--ctstate " + states_text(r.conntrack->states));
-  if (r.mark) add("-m mark " + not_(r.mark->negated) + "--mark " + hex(r.mark->value) + "/" + hex(r.mark->mask));
-  if (r.connmark) {
-    add("-m connmark " + not_(r.connmark->negated) + "--mark " + hex(r.connmark->value) + "/" + hex(r.connmark->mask));
-  }
-  for (const auto& u : r.unknown_matches) add("-m " + u);
-  if (!r.comment.empty()) add("-m comment --comment \"" + r.comment + "\"");
-  std::visit(
-      [&](const auto& t) {
-        using T = std::decay_t<decltype(t)>;
-        if constexpr (std::is_same_v<T, Verdict>) {
-          add(t.kind == Verdict::Accept ? "-j ACCEPT" : t.kind == Verdict::Drop ? "-j DROP" : "-j RETURN");
-        } else if constexpr (std::is_same_v<T, Jump>) {
-          add("-j " + t.chain);
-        } else if constexpr (std::is_same_v<T, Redirect>) {
-          add("-j REDIRECT --to-ports " + std::to_string(t.port));
-        } else if constexpr (std::is_same_v<T, Tproxy>) {
-          add("-j TPROXY --on-port " + std::to_string(t.port) + " --tproxy-mark " + hex(t.mark) + "/" + hex(t.mask));
-        } else if constexpr (std::is_same_v<T, SetMark>) {
-          add("-j MARK --set-xmark " + hex(t.value) + "/" + hex(t.mask));
-        } else if constexpr (std::is_same_v<T, Connmark>) {
-          add(t.mode == Connmark::Save ? "-j CONNMARK --save-mark" : "-j CONNMARK --restore-mark");
-        } else if constexpr (std::is_same_v<T, CtZone>) {
-          add("-j CT --zone " + std::to_string(t.zone));
-        } else {
-          add("-j " + t.name);
-        }
-      },
-      r.target);
-  return s;
+std::string rule_text(const Rule& r, const std::string& chain, Family f) {
+  return "-A " + chain + " " + render_rule_args(r, f);
 }
 
 // One walk: the whole packet through every table of its hook.
@@ -339,7 +295,7 @@ class Walker {
       View v = make_view(p_, t.name == "raw");
       v.mark = mark_;
       v.connmark = connmark_;
-      TraceStep step{t.name, f.chain->name, static_cast<int>(index) + 1, rule_text(r, f.chain->name), false, ""};
+      TraceStep step{t.name, f.chain->name, static_cast<int>(index) + 1, rule_text(r, f.chain->name, rs_.family), false, ""};
       const auto why_not = mismatch(r, v);
       if (why_not) {
         step.effect = "no match: " + *why_not;
