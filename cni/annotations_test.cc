@@ -1,0 +1,103 @@
+#include "annotations.h"
+
+#include <doctest/doctest.h>
+
+using namespace weir;
+using namespace weir::cni;
+using Annotations = std::map<std::string, std::string>;
+
+namespace {
+CaptureSpec with(const Annotations& a, CaptureSpec spec = {}) {
+  Status s = apply_annotations(spec, a);
+  if (!s.ok()) FAIL(s.error().message);
+  return spec;
+}
+std::string error_of(const Annotations& a, CaptureSpec spec = {}) {
+  Status s = apply_annotations(spec, a);
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.error().kind == ErrorKind::InvalidSpec);
+  return s.error().message;
+}
+std::vector<PortRange> ports(std::initializer_list<uint16_t> ps) {
+  std::vector<PortRange> out;
+  for (auto p : ps) out.push_back({p, p});
+  return out;
+}
+Cidr cidr(const char* text) { return parse_cidr(text).value(); }
+}  // namespace
+
+TEST_CASE("no annotations leave the spec as configured") {
+  CHECK(with({}) == CaptureSpec{});
+  CHECK(with({{"weir.dev/capture", "enabled"}, {"unrelated/x", "y"}}) == CaptureSpec{});
+}
+
+TEST_CASE("weir.dev/<jsonKey> replaces the field") {
+  auto s = with({{"weir.dev/outboundPort", "16001"}, {"weir.dev/excludeOutboundPorts", "5432,8000-8100"},
+                 {"weir.dev/inboundPorts", "8080"}, {"weir.dev/outboundCidrs", "198.18.0.0/15"},
+                 {"weir.dev/proxyUids", "1000,1001"}, {"weir.dev/ipFamilies", "ipv4"},
+                 {"weir.dev/excludeInterfaces", "eth1"}, {"weir.dev/dropInvalid", "true"},
+                 {"weir.dev/dns", R"({"capture":true})"}, {"weir.dev/inboundTunnelPort", "0"}});
+  CHECK(s.outbound_port == 16001);
+  CHECK(s.exclude_outbound_ports == std::vector<PortRange>{{5432, 5432}, {8000, 8100}});
+  REQUIRE(s.inbound_ports);
+  CHECK(*s.inbound_ports == ports({8080}));
+  REQUIRE(s.outbound_cidrs);
+  CHECK(*s.outbound_cidrs == std::vector<Cidr>{cidr("198.18.0.0/15")});
+  CHECK(s.proxy_uids == std::vector<uint32_t>{1000, 1001});
+  CHECK(s.proxy_gids == std::vector<uint32_t>{1000, 1001});  // follow the UIDs
+  CHECK(s.ip_families == IpFamilies::V4);
+  CHECK(s.exclude_interfaces == std::vector<std::string>{"eth1"});
+  CHECK(s.drop_invalid);
+  CHECK(s.dns.capture);
+  CHECK(s.inbound_tunnel_port == 0);
+  auto g = with({{"weir.dev/proxyUids", "1000"}, {"weir.dev/proxyGids", "2000"}});
+  CHECK(g.proxy_gids == std::vector<uint32_t>{2000});
+}
+
+TEST_CASE("Istio's annotations with Istio's meanings") {
+  const std::string p = "traffic.sidecar.istio.io/";
+  CHECK_FALSE(with({{p + "includeOutboundIPRanges", "*"}}).outbound_cidrs);
+  CHECK(with({{p + "includeOutboundIPRanges", ""}}).outbound_cidrs == std::vector<Cidr>{});
+  CHECK(with({{p + "includeOutboundIPRanges", "198.18.0.0/24, fd00::/8"}}).outbound_cidrs ==
+        std::vector<Cidr>{cidr("198.18.0.0/24"), cidr("fd00::/8")});
+  CHECK_FALSE(with({{p + "includeInboundPorts", "*"}}).inbound_ports);
+  CHECK(with({{p + "includeInboundPorts", ""}}).inbound_ports == std::vector<PortRange>{});
+  CHECK(with({{p + "includeInboundPorts", "80,443"}}).inbound_ports == ports({80, 443}));
+
+  // Exclude lists add to the configured ones.
+  CaptureSpec configured;
+  configured.exclude_outbound_ports = ports({5432});
+  configured.exclude_outbound_cidrs = {cidr("198.19.0.0/16")};
+  auto s = with({{p + "excludeOutboundPorts", "6379"}, {p + "excludeOutboundIPRanges", "198.18.5.0/24"},
+                 {p + "excludeInboundPorts", "9000"}, {p + "excludeInterfaces", "eth9"}},
+                configured);
+  CHECK(s.exclude_outbound_ports == ports({5432, 6379}));
+  CHECK(s.exclude_outbound_cidrs == std::vector<Cidr>{cidr("198.19.0.0/16"), cidr("198.18.5.0/24")});
+  CHECK(s.exclude_inbound_ports == ports({15020, 15021, 15090, 9000}));
+  CHECK(s.exclude_interfaces == std::vector<std::string>{"eth9"});
+
+  // includeOutboundPorts: nothing to add when all addresses are captured;
+  // "only these ports" when no address range is.
+  CHECK(with({{p + "includeOutboundPorts", "80"}}) == CaptureSpec{});
+  auto only = with({{p + "includeOutboundIPRanges", ""}, {p + "includeOutboundPorts", "80,8080"}});
+  CHECK_FALSE(only.outbound_cidrs);
+  CHECK(only.outbound_ports == ports({80, 8080}));
+  auto mixed = error_of({{p + "includeOutboundIPRanges", "198.18.0.0/24"}, {p + "includeOutboundPorts", "80"}});
+  CHECK(mixed.find("includeOutboundPorts") != std::string::npos);
+}
+
+TEST_CASE("malformed annotations name the annotation") {
+  const std::string p = "traffic.sidecar.istio.io/";
+  CHECK(error_of({{p + "excludeOutboundPorts", "70000"}}).find(p + "excludeOutboundPorts") != std::string::npos);
+  CHECK(error_of({{p + "excludeInboundPorts", "abc"}}).find(p + "excludeInboundPorts") != std::string::npos);
+  CHECK(error_of({{p + "includeOutboundIPRanges", "198.18.0.0/40"}}).find(p + "includeOutboundIPRanges") != std::string::npos);
+  CHECK(error_of({{p + "excludeOutboundIPRanges", "not-a-cidr"}}).find(p + "excludeOutboundIPRanges") != std::string::npos);
+  CHECK(error_of({{p + "excludeInterfaces", "a-very-long-interface-name"}}).find(p + "excludeInterfaces") != std::string::npos);
+  CHECK(error_of({{"weir.dev/outboundPort", "0"}}).find("weir.dev/outboundPort") != std::string::npos);
+  CHECK(error_of({{"weir.dev/outbondPort", "1"}}).find("weir.dev/outbondPort") != std::string::npos);
+  CHECK(error_of({{"weir.dev/dropInvalid", "yes"}}).find("weir.dev/dropInvalid") != std::string::npos);
+  CHECK(error_of({{"weir.dev/dns", "{"}}).find("weir.dev/dns") != std::string::npos);
+  CHECK(error_of({{"weir.dev/ipFamilies", "ipv5"}}).find("weir.dev/ipFamilies") != std::string::npos);
+  // Valid one by one, invalid together: the whole spec is validated.
+  CHECK(error_of({{"weir.dev/outboundPort", "15006"}}).find("annotations") != std::string::npos);
+}

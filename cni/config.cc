@@ -1,0 +1,232 @@
+#include "config.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <sstream>
+
+namespace weir::cni {
+
+namespace {
+
+CniError invalid(const std::string& msg, const std::string& details = "") {
+  return CniError{code::kInvalidConfig, msg, details};
+}
+
+const char* json_type(const nlohmann::json& j) { return j.type_name(); }
+
+}  // namespace
+
+std::optional<Command> parse_command(const std::string& text) {
+  static const std::pair<const char*, Command> kNames[] = {
+      {"ADD", Command::Add},         {"DEL", Command::Del},       {"CHECK", Command::Check},
+      {"VERSION", Command::Version}, {"STATUS", Command::Status}, {"GC", Command::Gc},
+  };
+  for (const auto& [name, c] : kNames) {
+    if (text == name) return c;
+  }
+  return std::nullopt;
+}
+
+const char* to_string(Command c) {
+  switch (c) {
+    case Command::Add: return "ADD";
+    case Command::Del: return "DEL";
+    case Command::Check: return "CHECK";
+    case Command::Version: return "VERSION";
+    case Command::Status: return "STATUS";
+    case Command::Gc: return "GC";
+  }
+  return "?";
+}
+
+CniEnv read_env(const std::function<const char*(const char*)>& getenv) {
+  auto get = [&](const char* name) {
+    const char* v = getenv(name);
+    return std::string(v ? v : "");
+  };
+  return CniEnv{get("CNI_COMMAND"), get("CNI_CONTAINERID"), get("CNI_NETNS"),
+                get("CNI_IFNAME"), get("CNI_ARGS"), get("CNI_PATH")};
+}
+
+std::optional<CniError> check_env(Command command, const CniEnv& env) {
+  std::vector<std::pair<const char*, const std::string*>> needed;
+  switch (command) {
+    case Command::Add:
+    case Command::Check:
+      needed = {{"CNI_CONTAINERID", &env.container_id}, {"CNI_NETNS", &env.netns}, {"CNI_IFNAME", &env.ifname}};
+      break;
+    case Command::Del:
+      needed = {{"CNI_CONTAINERID", &env.container_id}, {"CNI_IFNAME", &env.ifname}};
+      break;
+    default:
+      break;
+  }
+  for (const auto& [name, value] : needed) {
+    if (value->empty()) {
+      return CniError{code::kInvalidEnvironment, std::string(name) + " is required for " + to_string(command) + " but is empty or unset", ""};
+    }
+  }
+  return std::nullopt;
+}
+
+std::map<std::string, std::string> parse_cni_args(const std::string& text) {
+  std::map<std::string, std::string> out;
+  std::istringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ';')) {
+    auto eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) continue;
+    out[item.substr(0, eq)] = item.substr(eq + 1);
+  }
+  return out;
+}
+
+std::string PodRef::display() const {
+  if (ns.empty() && name.empty()) return "-";
+  return (ns.empty() ? "?" : ns) + "/" + (name.empty() ? "?" : name);
+}
+
+PodRef pod_from_args(const std::map<std::string, std::string>& args) {
+  auto get = [&](const char* k) {
+    auto it = args.find(k);
+    return it == args.end() ? std::string() : it->second;
+  };
+  return PodRef{get("K8S_POD_NAMESPACE"), get("K8S_POD_NAME"), get("K8S_POD_UID")};
+}
+
+const std::vector<std::string>& supported_versions() {
+  static const std::vector<std::string> kVersions{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"};
+  return kVersions;
+}
+
+bool is_supported_version(const std::string& v) {
+  const auto& all = supported_versions();
+  return std::find(all.begin(), all.end(), v) != all.end();
+}
+
+int compare_versions(const std::string& a, const std::string& b) {
+  auto parts = [](const std::string& v) {
+    std::vector<long> out;
+    std::istringstream in(v);
+    std::string p;
+    while (std::getline(in, p, '.')) out.push_back(std::strtol(p.c_str(), nullptr, 10));
+    out.resize(3, 0);
+    return out;
+  };
+  auto pa = parts(a), pb = parts(b);
+  for (size_t i = 0; i < 3; ++i) {
+    if (pa[i] != pb[i]) return pa[i] < pb[i] ? -1 : 1;
+  }
+  return 0;
+}
+
+namespace {
+
+std::string versions_list() {
+  std::string s;
+  for (const auto& v : supported_versions()) s += (s.empty() ? "" : ", ") + v;
+  return s;
+}
+
+std::optional<CniError> read_string(const nlohmann::json& j, const char* key, std::string& out) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return std::nullopt;
+  if (!it->is_string()) return invalid(std::string(key) + ": expected a string, got " + json_type(*it));
+  out = it->get<std::string>();
+  return std::nullopt;
+}
+
+std::optional<CniError> read_annotations(const nlohmann::json& config, PluginConfig& out) {
+  auto rc = config.find("runtimeConfig");
+  if (rc == config.end() || rc->is_null()) return std::nullopt;
+  if (!rc->is_object()) return invalid(std::string("runtimeConfig: expected an object, got ") + json_type(*rc));
+  auto an = rc->find(kPodAnnotationsCapability);
+  if (an == rc->end() || an->is_null()) return std::nullopt;
+  const std::string where = std::string("runtimeConfig[\"") + kPodAnnotationsCapability + "\"]";
+  if (!an->is_object()) return invalid(where + ": expected an object, got " + json_type(*an));
+  std::map<std::string, std::string> annotations;
+  for (const auto& [k, v] : an->items()) {
+    if (!v.is_string()) return invalid(where + ": annotation " + k + ": expected a string, got " + json_type(v));
+    annotations[k] = v.get<std::string>();
+  }
+  out.annotations = std::move(annotations);
+  return std::nullopt;
+}
+
+}  // namespace
+
+CniResult<PluginConfig> parse_config(const std::string& text) {
+  if (text.size() > kMaxConfigBytes) {
+    return invalid("network config on stdin is " + std::to_string(text.size()) + " bytes; weir accepts at most " +
+                   std::to_string(kMaxConfigBytes));
+  }
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    return CniError{code::kDecodingFailure, "network config on stdin is not valid JSON", e.what()};
+  }
+  if (!j.is_object()) {
+    return CniError{code::kDecodingFailure, std::string("network config on stdin: expected a JSON object, got ") + json_type(j), ""};
+  }
+
+  PluginConfig c;
+  auto v = j.find("cniVersion");
+  if (v == j.end() || !v->is_string()) {
+    return CniError{code::kIncompatibleVersion, "cniVersion is missing or not a string", "weir supports " + versions_list()};
+  }
+  c.cni_version = v->get<std::string>();
+  if (!is_supported_version(c.cni_version)) {
+    return CniError{code::kIncompatibleVersion, "cniVersion " + c.cni_version + " is not supported",
+                    "weir supports " + versions_list()};
+  }
+  if (auto e = read_string(j, "name", c.name)) return *e;
+  if (auto e = read_string(j, "logLevel", c.log_level)) return *e;
+  static const char* kLevels[] = {"trace", "debug", "info", "warn", "error", "off"};
+  if (std::find_if(std::begin(kLevels), std::end(kLevels), [&](const char* l) { return c.log_level == l; }) == std::end(kLevels)) {
+    return invalid("logLevel: \"" + c.log_level + "\" is not one of trace, debug, info, warn, error, off");
+  }
+  if (auto e = read_string(j, "logFile", c.log_file)) return *e;
+
+  if (auto it = j.find("excludeNamespaces"); it != j.end() && !it->is_null()) {
+    if (!it->is_array()) return invalid(std::string("excludeNamespaces: expected an array of strings, got ") + json_type(*it));
+    c.exclude_namespaces.clear();
+    for (const auto& ns : *it) {
+      if (!ns.is_string()) return invalid(std::string("excludeNamespaces: expected an array of strings, found ") + json_type(ns));
+      c.exclude_namespaces.push_back(ns.get<std::string>());
+    }
+  }
+  if (auto it = j.find("captureWithoutAnnotations"); it != j.end() && !it->is_null()) {
+    if (!it->is_boolean()) return invalid(std::string("captureWithoutAnnotations: expected a boolean, got ") + json_type(*it));
+    c.capture_without_annotations = it->get<bool>();
+  }
+  if (j.contains("kubernetes")) {
+    return invalid("kubernetes: looking pods up in the Kubernetes API is not implemented yet",
+                   "remove the key; weir reads pod annotations from runtimeConfig");
+  }
+  if (auto it = j.find("capture"); it != j.end() && !it->is_null()) {
+    if (!it->is_object()) return invalid(std::string("capture: expected an object, got ") + json_type(*it));
+    try {
+      if (Status s = merge_json(c.spec, *it); !s.ok()) return invalid("capture: " + s.error().message);
+    } catch (const nlohmann::json::exception& e) {
+      return invalid(std::string("capture: ") + e.what());
+    }
+  }
+  if (auto it = j.find("prevResult"); it != j.end() && !it->is_null()) {
+    if (!it->is_object()) return invalid(std::string("prevResult: expected an object, got ") + json_type(*it));
+    c.prev_result = *it;
+  }
+  if (auto e = read_annotations(j, c)) return *e;
+  return c;
+}
+
+std::string version_of(const std::string& text) {
+  try {
+    auto j = nlohmann::json::parse(text);
+    if (j.is_object() && j.contains("cniVersion") && j["cniVersion"].is_string()) return j["cniVersion"].get<std::string>();
+  } catch (const nlohmann::json::exception&) {
+  }
+  return "";
+}
+
+}  // namespace weir::cni

@@ -1,0 +1,91 @@
+// What a runtime hands weir-cni: the CNI_* environment, CNI_ARGS and the
+// plugin's entry of the network config list on stdin (with prevResult and
+// runtimeConfig injected). Pure parsing: no syscalls, tested without root.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "error_codes.h"
+#include "spec.h"
+
+namespace weir::cni {
+
+enum class Command { Add, Del, Check, Version, Status, Gc };
+// nullopt for anything else (the caller answers with code 4).
+std::optional<Command> parse_command(const std::string& text);
+const char* to_string(Command c);
+
+struct CniEnv {
+  std::string command;       // CNI_COMMAND
+  std::string container_id;  // CNI_CONTAINERID
+  std::string netns;         // CNI_NETNS (a path; may be empty on DEL)
+  std::string ifname;        // CNI_IFNAME
+  std::string args;          // CNI_ARGS
+  std::string path;          // CNI_PATH
+};
+// Reads CNI_* through `getenv` (injectable for tests); unset reads as empty.
+CniEnv read_env(const std::function<const char*(const char*)>& getenv);
+
+// Code 4 naming the variable when a variable `command` needs is missing:
+// ADD and CHECK need CNI_CONTAINERID, CNI_NETNS and CNI_IFNAME; DEL needs
+// CNI_CONTAINERID and CNI_IFNAME (CNI_NETNS may be empty: the pod is gone).
+std::optional<CniError> check_env(Command command, const CniEnv& env);
+
+// CNI_ARGS "K=V;K=V": any order, unknown keys kept but ignored by callers,
+// items without '=' skipped (permissive: runtimes add keys of their own).
+std::map<std::string, std::string> parse_cni_args(const std::string& text);
+
+struct PodRef {
+  std::string ns;    // K8S_POD_NAMESPACE, empty when not given
+  std::string name;  // K8S_POD_NAME
+  std::string uid;   // K8S_POD_UID
+  // "ns/name", or "-" when the runtime named no pod.
+  std::string display() const;
+};
+PodRef pod_from_args(const std::map<std::string, std::string>& args);
+
+// CNI spec versions.
+const std::vector<std::string>& supported_versions();  // 0.3.0 .. 1.1.0
+bool is_supported_version(const std::string& v);
+// Compares dotted versions numerically: <0, 0, >0. Malformed parts read as 0.
+int compare_versions(const std::string& a, const std::string& b);
+
+// The annotation key in runtimeConfig (containerd 1.5+, CRI-O 1.29+).
+inline constexpr const char* kPodAnnotationsCapability = "io.kubernetes.cri.pod-annotations";
+
+// The stdin config can never legitimately be this large (Kubernetes caps a
+// pod's annotations at 256 KiB); refusing early bounds memory and time.
+inline constexpr size_t kMaxConfigBytes = 512 * 1024;
+
+struct PluginConfig {
+  std::string cni_version;  // the config's cniVersion, used for output
+  std::string name;
+  CaptureSpec spec;  // defaults, then the "capture" object
+  std::vector<std::string> exclude_namespaces{"kube-system"};
+  bool capture_without_annotations = false;
+  std::string log_level = "info";  // trace|debug|info|warn|error|off
+  std::string log_file;            // empty = stderr
+  std::optional<nlohmann::json> prev_result;
+  // The pod's annotations; nullopt when the runtime passed none.
+  std::optional<std::map<std::string, std::string>> annotations;
+  // TODO(issue: Kubernetes API look-up): a "kubernetes" object (kubeconfig,
+  // timeout) so pods whose runtime passes no annotations can be looked up.
+  // Documented in README.md as reserved; today its presence is an error so a
+  // user never believes a look-up happens when it does not.
+};
+
+// Parses the stdin text. Codes: 6 when it is not a JSON object, 1 when
+// cniVersion is unsupported, 7 for wrong types, unknown values, an invalid
+// capture spec or a config over kMaxConfigBytes. Messages name the key.
+CniResult<PluginConfig> parse_config(const std::string& text);
+
+// Only cniVersion, for VERSION (whose stdin is {"cniVersion": ...} at most).
+std::string version_of(const std::string& text);
+
+}  // namespace weir::cni
