@@ -129,6 +129,9 @@ def main():
             after = normalized_save(tb, app, fam)
             check(f"IPv{fam}: apply twice leaves the same rules as once", after == before[fam],
                   f"once:\n{before[fam]}\ntwice:\n{after}")
+            for builtin in ("PREROUTING", "OUTPUT"):
+                jumps = [ln for ln in after.splitlines() if ln.startswith(f"-A {builtin} ") and "-j WEIR_" in ln]
+                check(f"IPv{fam}: exactly one jump from nat {builtin} after two applies", len(jumps) == 1, after)
         cp = weir("check", "--netns", app.netns, *flags)
         check("weir check agrees with the live rules after apply", cp.returncode == 0, cp.stdout + cp.stderr)
 
