@@ -40,6 +40,30 @@ void setup_logging(const std::string& level) {
   spdlog::set_level(spdlog::level::from_str(level));
 }
 
+// The first word on the command line that is not an option, when it names no
+// command: CLI11 only says "A subcommand is required" then.
+std::string unknown_command(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--log-level") {
+      ++i;
+      continue;
+    }
+    if (arg.empty() || arg[0] == '-') continue;
+    for (const CommandDef& def : kCommands) {
+      if (arg == def.name) return "";
+    }
+    return arg;
+  }
+  return "";
+}
+
+std::string command_names() {
+  std::string names;
+  for (const CommandDef& def : kCommands) names += (names.empty() ? "" : ", ") + std::string(def.name);
+  return names;
+}
+
 int fail(const std::string& command, const std::string& message) {
   std::cerr << "weir: " << (command.empty() ? "" : command + ": ") << message << '\n';
   return weir::kExitError;
@@ -79,7 +103,14 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    return fail(current_command(), e.what());
+    const std::string command = current_command();
+    if (const std::string word = unknown_command(argc, argv); command.empty() && !word.empty()) {
+      return fail("", "unknown command \"" + word + "\" (commands: " + command_names() + ")");
+    }
+    if (command.empty() && app.get_subcommands().empty() && dynamic_cast<const CLI::RequiredError*>(&e)) {
+      return fail("", "no command given (commands: " + command_names() + "; see weir --help)");
+    }
+    return fail(command, e.what());
   }
 
   setup_logging(log_level);
