@@ -40,21 +40,6 @@ bool is_loopback(const Cidr& c) {
   return c == *parse_cidr("::1");
 }
 
-std::string endpoint(const Cidr& a, uint16_t port) {
-  return a.family == Family::V6 ? "[" + format_addr(a) + "]:" + std::to_string(port)
-                                : format_addr(a) + ":" + std::to_string(port);
-}
-
-const char* to_string(Packet::CtState s) {
-  switch (s) {
-    case Packet::CtState::New: return "new";
-    case Packet::CtState::Established: return "established";
-    case Packet::CtState::Related: return "related";
-    case Packet::CtState::Invalid: return "invalid";
-  }
-  return "?";
-}
-
 class ExplainCommand : public Command {
  public:
   void bind(CLI::App& app) override {
@@ -84,6 +69,7 @@ class ExplainCommand : public Command {
     app.add_option("--ct-state", ct_state_, "Conntrack state: new, established, related or invalid")
         ->check(CLI::IsMember({"new", "established", "related", "invalid"}));
     app.add_option("--mark", mark_, "Packet mark (decimal or 0x-hex)");
+    app.add_option("--connmark", connmark_, "Connection mark (decimal or 0x-hex)");
     flags_.bind(app);
   }
 
@@ -125,11 +111,10 @@ class ExplainCommand : public Command {
     const Explanation e = explain(rules, *packet);
     if (output_.json()) {
       nlohmann::json j = to_json(e);
-      j["packet"] = describe(*packet);
       j["rules"] = source;
       std::cout << j.dump(2) << '\n';
     } else {
-      std::cout << "packet: " << describe(*packet) << "\nrules: " << source << "\n\n" << render_explanation(e);
+      std::cout << "rules: " << source << "\n" << render_explanation(e);
     }
     return kExitOk;
   }
@@ -208,26 +193,19 @@ class ExplainCommand : public Command {
       if (!v) return v.error();
       p.mark = *v;
     }
+    if (!connmark_.empty()) {
+      Result<uint32_t> v = parse_u32_value("--connmark", connmark_);
+      if (!v) return v.error();
+      p.connmark = *v;
+    }
     return p;
-  }
-
-  static std::string describe(const Packet& p) {
-    std::string s = p.hook == Packet::Hook::Prerouting ? "inbound (prerouting)" : "outbound (output)";
-    s += std::string(" ") + weir::to_string(p.proto) + " " + endpoint(p.src, p.sport) + " -> " + endpoint(p.dst, p.dport);
-    if (!p.in_iface.empty()) s += " in " + p.in_iface;
-    if (!p.out_iface.empty()) s += " out " + p.out_iface;
-    if (p.uid) s += " uid " + std::to_string(*p.uid);
-    if (p.gid) s += " gid " + std::to_string(*p.gid);
-    s += std::string(" ctstate ") + to_string(p.ct_state);
-    if (p.mark) s += " mark " + std::to_string(p.mark);
-    return s;
   }
 
   CaptureFlags flags_;
   NetnsFlags netns_;
   OutputFlag output_;
   std::string direction_, hook_, proto_ = "tcp", src_, dst_, sport_, dport_, uid_, gid_;
-  std::string in_iface_, out_iface_, ct_state_ = "new", mark_;
+  std::string in_iface_, out_iface_, ct_state_ = "new", mark_, connmark_;
   CLI::Option *src_opt_ = nullptr, *dst_opt_ = nullptr, *sport_opt_ = nullptr, *uid_opt_ = nullptr,
               *gid_opt_ = nullptr, *in_iface_opt_ = nullptr, *out_iface_opt_ = nullptr;
 };
