@@ -157,8 +157,9 @@ std::optional<CniError> read_annotations(const nlohmann::json& config, PluginCon
 
 CniResult<PluginConfig> parse_config(const std::string& text) {
   if (text.size() > kMaxConfigBytes) {
-    return invalid("network config on stdin is " + std::to_string(text.size()) + " bytes; weir accepts at most " +
-                   std::to_string(kMaxConfigBytes));
+    // The reader stops just past the limit, so the real size is unknown.
+    return invalid("network config on stdin is larger than " + std::to_string(kMaxConfigBytes) +
+                   " bytes, the most weir accepts");
   }
   nlohmann::json j;
   try {

@@ -23,7 +23,9 @@ nlohmann::json convert_result(const nlohmann::json& prev, const std::string& ver
 }
 
 nlohmann::json error_document(const std::string& version, const CniError& e) {
-  nlohmann::json j{{"cniVersion", version.empty() ? supported_versions().back() : version},
+  // A runtime must be able to read the error, so never answer in a version
+  // weir does not speak (e.g. when the config's version was the problem).
+  nlohmann::json j{{"cniVersion", is_supported_version(version) ? version : supported_versions().back()},
                    {"code", e.code},
                    {"msg", e.msg}};
   if (!e.details.empty()) j["details"] = e.details;

@@ -16,7 +16,7 @@ namespace weir::cni {
 nlohmann::json convert_result(const nlohmann::json& prev, const std::string& version);
 
 // {cniVersion, code, msg, details}; `version` falls back to the newest
-// supported when empty (the config could not be read).
+// supported when it is not one weir supports (or empty: the config was unreadable).
 nlohmann::json error_document(const std::string& version, const CniError& e);
 
 // {cniVersion, supportedVersions}.

@@ -25,6 +25,7 @@ TEST_CASE("error and version documents") {
   json e = error_document("0.4.0", CniError{7, "bad", "why"});
   CHECK(e == json{{"cniVersion", "0.4.0"}, {"code", 7}, {"msg", "bad"}, {"details", "why"}});
   CHECK(error_document("", CniError{6, "x", ""})["cniVersion"] == "1.1.0");
+  CHECK(error_document("2.0.0", CniError{1, "x", ""})["cniVersion"] == "1.1.0");
   json v = version_document("0.3.1");
   CHECK(v["supportedVersions"] == json{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"});
 }

@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""weir-cni on bad input: each case gives the right CNI error code, a message
+naming the problem, exactly one JSON document on stdout, and leaves the pod's
+namespace exactly as it was (a captured pod keeps its rules, untouched).
+Needs root; exits 77 (skipped) otherwise."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_cni import (ENABLED, Testbed, call_weir, check, check_error, cni_pod, ns_state,  # noqa: E402
+                      require_binaries, run_tests, weir_conf, weir_stdin)
+
+ISTIO = "traffic.sidecar.istio.io/"
+
+
+def _cases(pod, tb):
+    """(name, command, stdin, env overrides, code, needles)."""
+    good = weir_stdin(pod, annotations=ENABLED)
+
+    def with_(**keys):
+        d = dict(good)
+        d.update(keys)
+        return d
+
+    def annotated(key, value):
+        return weir_stdin(pod, annotations={**ENABLED, key: value})
+
+    not_netns = os.path.join(tb.tmp, "not-a-netns")
+    open(not_netns, "w").close()
+    no_prev = dict(good)
+    no_prev.pop("prevResult")
+    big = with_(padding="x" * (1 << 20))
+    return [
+        ("invalid JSON", "ADD", '{"cniVersion": "1.0.0", "type": "weir-cni",', {}, 6, ["JSON"]),
+        ("not an object", "ADD", "[]", {}, 6, ["object"]),
+        ("excludeNamespaces wrong type", "ADD", with_(excludeNamespaces="kube-system"), {}, 7, ["excludeNamespaces"]),
+        ("captureWithoutAnnotations wrong type", "ADD", with_(captureWithoutAnnotations="yes"), {}, 7,
+         ["captureWithoutAnnotations"]),
+        ("capture wrong type", "ADD", with_(capture={"outboundPort": "x"}), {}, 7, ["outboundPort"]),
+        ("capture unknown key", "ADD", with_(capture={"outbondPort": 15001}), {}, 7, ["outbondPort"]),
+        ("capture bad value", "ADD", with_(capture={"inboundPort": 70000}), {}, 7, ["inboundPort"]),
+        ("annotations wrong type", "ADD", with_(runtimeConfig={"io.kubernetes.cri.pod-annotations": {"a": 1}}), {},
+         7, ["annotation a"]),
+        ("unsupported cniVersion 0.2.0", "ADD", with_(cniVersion="0.2.0"), {}, 1, ["0.2.0"]),
+        ("unsupported cniVersion 2.0.0", "ADD", with_(cniVersion="2.0.0"), {}, 1, ["2.0.0"]),
+        ("missing cniVersion", "ADD", {k: v for k, v in good.items() if k != "cniVersion"}, {}, 1, ["cniVersion"]),
+        ("missing prevResult", "ADD", no_prev, {}, 7, ["prevResult"]),
+        ("missing CNI_NETNS", "ADD", good, {"CNI_NETNS": None}, 4, ["CNI_NETNS"]),
+        ("missing CNI_CONTAINERID", "ADD", good, {"CNI_CONTAINERID": None}, 4, ["CNI_CONTAINERID"]),
+        ("missing CNI_IFNAME", "ADD", good, {"CNI_IFNAME": None}, 4, ["CNI_IFNAME"]),
+        ("unknown CNI_COMMAND", "FROB", good, {}, 4, ["FROB"]),
+        ("netns is a plain file", "ADD", good, {"CNI_NETNS": not_netns}, 4, [not_netns]),
+        ("netns is another kind of namespace", "ADD", good, {"CNI_NETNS": "/proc/self/ns/uts"}, 4,
+         ["/proc/self/ns/uts"]),
+        ("netns does not exist", "ADD", good, {"CNI_NETNS": "/var/run/netns/wt-cni-none"}, 100,
+         ["/var/run/netns/wt-cni-none"]),
+        ("bad port annotation", "ADD", annotated(ISTIO + "excludeOutboundPorts", "8080,70000"), {}, 7,
+         [ISTIO + "excludeOutboundPorts", "70000"]),
+        ("bad port range annotation", "ADD", annotated("weir.dev/excludeInboundPorts", "9000-8000"), {}, 7,
+         ["weir.dev/excludeInboundPorts"]),
+        ("bad CIDR annotation", "ADD", annotated(ISTIO + "includeOutboundIPRanges", "198.18.0.0/33"), {}, 7,
+         [ISTIO + "includeOutboundIPRanges"]),
+        ("bad CIDR annotation (not an address)", "ADD", annotated(ISTIO + "excludeOutboundIPRanges", "10.0.0.0/8,nope"),
+         {}, 7, [ISTIO + "excludeOutboundIPRanges", "nope"]),
+        ("bad interface annotation", "ADD", annotated(ISTIO + "excludeInterfaces", "this-name-is-too-long"), {}, 7,
+         [ISTIO + "excludeInterfaces"]),
+        ("unknown weir annotation", "ADD", annotated("weir.dev/outbondPort", "1"), {}, 7, ["weir.dev/outbondPort"]),
+        ("bad weir.dev/capture", "ADD", annotated("weir.dev/capture", "yes"), {}, 7, ["weir.dev/capture"]),
+        ("1 MiB config", "ADD", big, {}, 7, ["bytes"]),
+        ("CHECK needs 0.4.0", "CHECK", with_(cniVersion="0.3.1"), {}, 1, ["CHECK"]),
+        ("CHECK without prevResult", "CHECK", no_prev, {}, 7, ["prevResult"]),
+        ("DEL with bad JSON", "DEL", "{", {}, 6, ["JSON"]),
+        ("DEL without CNI_CONTAINERID", "DEL", good, {"CNI_CONTAINERID": None}, 4, ["CNI_CONTAINERID"]),
+    ]
+
+
+def test_bad_input_leaves_namespace_unchanged():
+    with Testbed(role="cni") as tb:
+        # A captured pod with a non-default spec: a bad call must neither remove
+        # nor replace its rules.
+        pod = cni_pod(tb, "app", conf=weir_conf(capture={"excludeOutboundPorts": [5432]}))
+        before = ns_state(tb, pod)
+        check("WEIR_OUTPUT" in before, "pod not captured to begin with")
+        failures = []
+        for name, command, stdin, env, code, needles in _cases(pod, tb):
+            call = call_weir(tb, command, pod, stdin, **env)
+            try:
+                check_error(call, code, *needles)
+                check(ns_state(tb, pod) == before, "the pod's rules changed")
+            except AssertionError as e:
+                failures.append(f"{name}: {e}")
+        check(not failures, "\n".join(failures))
+
+
+def test_stdout_is_one_document_with_logs_on_stderr():
+    with Testbed(role="cni") as tb:
+        pod = cni_pod(tb, "app", conf=weir_conf(logLevel="debug"))
+        call = call_weir(tb, "ADD", pod, weir_stdin(pod, conf=weir_conf(logLevel="debug"), annotations=ENABLED))
+        check(call.ok and "ADD" in call.stderr, f"expected success with the log line on stderr: {call}")
+        check(call.stdout.count("\n") == 1, f"stdout has more than one line: {call.stdout!r}")
+
+
+TESTS = [test_bad_input_leaves_namespace_unchanged, test_stdout_is_one_document_with_logs_on_stderr]
+
+if __name__ == "__main__":
+    require_binaries()
+    run_tests(TESTS)
