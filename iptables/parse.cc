@@ -135,6 +135,11 @@ class RuleParser {
         st = iface(r_.out_iface, r_.out_negated, negated, opt);
       } else if (opt == "-p" || opt == "--protocol") {
         st = protocol(negated);
+      } else if ((opt == "--dport" || opt == "--sport" || opt == "--destination-port" || opt == "--source-port") &&
+                 r_.proto != Proto::Any) {
+        // iptables loads the protocol's match implicitly for "-p tcp --dport N".
+        i_ -= negated ? 2 : 1;
+        st = port_match(to_string(r_.proto));
       } else if (negated) {
         return parse_error("\"!\" before " + opt + " is not supported");
       } else if (opt == "-m" || opt == "--match") {

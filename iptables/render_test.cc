@@ -215,6 +215,9 @@ TEST_CASE("parse_rule_args accepts the other spellings") {
   CHECK(std::get<Jump>(parsed("-j KUBE-SERVICES").target) == Jump{"KUBE-SERVICES"});
   CHECK(std::get<UnknownTarget>(parsed("-j DNAT --to-destination 198.18.0.1:80").target) == UnknownTarget{"DNAT"});
   CHECK(parsed("-m comment --comment \"\" -j ACCEPT").comment.empty());
+  // Without -m: the protocol's match is implied, as iptables does.
+  CHECK(parsed("-p tcp --dport 15020 -j RETURN") == parsed("-p tcp -m tcp --dport 15020 -j RETURN"));
+  CHECK(parsed("-p udp ! --dport 53 -j RETURN") == parsed("-p udp -m udp ! --dport 53 -j RETURN"));
 }
 
 TEST_CASE("parse_rule_args skips the options of unknown matches") {
