@@ -1,0 +1,91 @@
+// The istio-iptables command line (what Istio's sidecar injector writes into
+// the istio-init / istio-validation containers), read into a CaptureSpec with
+// Istio's meanings and defaults. Flag names, short forms and environment
+// variables are Istio's (tools/istio-iptables/pkg/cmd/root.go); see
+// init/README.md for where weir differs on purpose.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "error.h"
+#include "model.h"
+#include "spec.h"
+#include "validate.h"
+
+namespace CLI {
+class App;
+}
+
+namespace weir {
+
+// The flags as given, as text (Istio reads them as strings too). Defaults are
+// Istio's.
+struct IstioFlags {
+  std::string envoy_port = "15001";           // -p
+  std::string inbound_capture_port = "15006"; // -z
+  std::string inbound_tunnel_port = "15008";  // -e
+  std::string proxy_uid;                      // -u, default 1337
+  std::string proxy_gid;                      // -g, default: the UIDs
+  std::string interception_mode;              // -m REDIRECT|TPROXY
+  std::string tproxy_mark = "1337";           // -t
+  std::string tproxy_route_table = "133";     // -r
+  std::string inbound_ports;                  // -b ("" none, "*" all)
+  std::string local_exclude_ports;            // -d
+  std::string service_cidr;                   // -i ("" none, "*" all)
+  std::string service_exclude_cidr;           // -x
+  std::string outbound_ports;                 // -q
+  std::string local_outbound_ports_exclude;   // -o
+  std::string kube_virt_interfaces;           // -k
+  std::string exclude_interfaces;             // -c
+  bool redirect_dns = false;
+  bool capture_all_dns = false;
+  bool drop_invalid = false;
+  bool dual_stack = false;
+  bool dry_run = false;       // -n
+  bool run_validation = false;
+  bool skip_rule_apply = false;
+  bool cleanup_only = false;
+  bool reconcile = false;     // accepted: every weir apply reconciles
+  std::string network_namespace;
+  std::string iptables_probe_port = "15002";
+  std::string probe_timeout = "5s";
+  std::string log_output_level;  // Istio's logging flag ("default:info")
+};
+
+// Adds Istio's flags and environment variables to `app`. `f` must outlive
+// the parse. After parsing call apply_istio_env_fallbacks().
+void bind_istio_flags(CLI::App& app, IstioFlags& f);
+
+// Istio's second-chance variables: REDIRECT_DNS defaults to
+// ISTIO_META_DNS_CAPTURE, DROP_INVALID to INVALID_DROP, DUAL_STACK to
+// ISTIO_AGENT_DUAL_STACK. Applies them to flags the user did not give.
+Status apply_istio_env_fallbacks(const CLI::App& app, IstioFlags& f);
+
+// What an istio-iptables command line asks weir-init to do, in order:
+// clean (cleanup_only) or apply (unless skip_rule_apply), then validate.
+struct IstioCommand {
+  CaptureSpec spec;
+  std::string netns;  // --network-namespace; empty = weir-init's own
+  bool dry_run = false;
+  bool cleanup_only = false;
+  bool apply = true;
+  bool validate = false;
+  ValidationOptions validation;
+};
+
+// The nameservers DNS capture is limited to without --capture-all-dns; called
+// only then (Istio reads /etc/resolv.conf).
+using NameserverSource = std::function<Result<std::vector<Cidr>>()>;
+
+// Translates the flags. `uid`/`gid` are the caller's, for the validation
+// target: as a proxy UID/GID (Istio's validation container runs as 1337) the
+// dial goes from 127.0.0.1 to 127.0.0.6:PROBE_PORT, which the proxy-on-lo
+// rule captures as inbound, exactly as Istio's validator does; as any other
+// user it goes to 198.19.255.254:PROBE_PORT, which outbound capture takes.
+// Errors name the flag.
+Result<IstioCommand> istio_command(const IstioFlags& f, const NameserverSource& nameservers,
+                                   uint32_t uid, uint32_t gid);
+
+}  // namespace weir

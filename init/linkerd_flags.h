@@ -1,0 +1,58 @@
+// Linkerd's proxy-init command line (linkerd2-proxy-init proxy-init/cmd/root.go),
+// read into a CaptureSpec with Linkerd's meanings: no tunnel port, 4190 and
+// 4191 (the proxy's control and admin ports) never captured inbound, and
+// nothing Istio-specific excluded. Flags weir does not need (--iptables-mode,
+// -w, the firewall binary paths) are accepted and explained in a log line.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "error.h"
+#include "spec.h"
+
+namespace CLI {
+class App;
+}
+
+namespace weir {
+
+struct LinkerdFlags {
+  std::string incoming_proxy_port;                  // -p, required
+  std::string outgoing_proxy_port;                  // -o, required
+  std::string proxy_uid = "-1";                     // -u, -1 = none
+  std::string proxy_gid = "-1";                     // -g, -1 = none
+  std::vector<std::string> ports_to_redirect;       // -r, default all
+  std::vector<std::string> inbound_ports_to_ignore;
+  std::vector<std::string> outbound_ports_to_ignore;
+  std::vector<std::string> subnets_to_ignore;       // inbound source CIDRs
+  bool simulate = false;
+  std::string netns;
+  bool ipv6 = true;
+  std::string log_format = "plain";
+  std::string log_level = "info";
+  // Accepted, not needed: weir talks to the kernel through libiptc and
+  // serializes writers with its own per-namespace lock.
+  std::string iptables_mode;
+  bool use_wait_flag = false;
+  std::string firewall_bin_path;
+  std::string firewall_save_bin_path;
+};
+
+void bind_linkerd_flags(CLI::App& app, LinkerdFlags& f);
+
+struct LinkerdCommand {
+  CaptureSpec spec;
+  std::string netns;  // empty = weir-init's own
+  bool simulate = false;
+  std::vector<std::string> notes;  // one log line per accepted-but-unneeded flag
+};
+
+// The inbound ports Linkerd never captures: the proxy's control and admin ports.
+inline constexpr uint16_t kLinkerdProxyControlPort = 4190;
+inline constexpr uint16_t kLinkerdProxyAdminPort = 4191;
+
+// Translates the flags; errors name the flag.
+Result<LinkerdCommand> linkerd_command(const LinkerdFlags& f);
+
+}  // namespace weir

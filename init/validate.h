@@ -1,0 +1,70 @@
+// Capture validation: proves, from inside a pod's network namespace, that its
+// TCP really goes to the proxy. Listens where the proxy would (the outbound
+// and inbound ports on loopback), dials an address the rules must redirect,
+// and succeeds only when that very connection arrives with SO_ORIGINAL_DST
+// equal to the address dialed.
+//
+// Needs no privilege: plain sockets on ports the caller chooses (use ports
+// >= 1024 as a non-root UID), no netfilter access. Bounded by a timeout.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "error.h"
+#include "model.h"
+
+namespace weir {
+
+// An address and port, as dialed or as SO_ORIGINAL_DST reports it.
+struct Endpoint {
+  Cidr addr;  // a host: prefix 32 or 128
+  uint16_t port = 0;
+  bool operator==(const Endpoint&) const = default;
+};
+
+// "198.19.255.254:15999" or "[fd00::1]:15999". `what` names the flag.
+Result<Endpoint> parse_endpoint(const std::string& what, const std::string& text);
+// The same forms back.
+std::string format_endpoint(const Endpoint& e);
+
+// A Go-style duration, as Istio's --probe-timeout takes it: "5s", "500ms",
+// "1m30s", "1.5s". A bare number is an error (it has no unit).
+Result<std::chrono::milliseconds> parse_duration(const std::string& what, const std::string& text);
+
+// The address `weir-init validate` dials by default: in 198.18.0.0/15 (RFC
+// 2544 benchmarking, never routed on the Internet), so an uncaptured dial
+// reaches nobody. The address must be routable in the pod (any default route).
+inline constexpr const char* kDefaultValidationTarget = "198.19.255.254:15999";
+
+// Exit codes of validation failures, chosen not to collide with Istio's 126 or
+// Linkerd's 95; the istio-iptables dialect uses 126 on purpose (drop-in).
+inline constexpr int kExitCaptureMissing = 42;
+inline constexpr int kExitIstioValidationFailed = 126;
+
+struct ValidationOptions {
+  uint16_t outbound_port = 15001;
+  uint16_t inbound_port = 15006;
+  // Each must arrive redirected (all of them for success). Empty = the default.
+  std::vector<Endpoint> targets;
+  // Binds the dialing socket to this address first (Istio dials from 127.0.0.1).
+  std::optional<Cidr> source;
+  std::chrono::milliseconds timeout{5000};
+};
+
+struct ValidationReport {
+  bool captured = false;     // every target arrived with the right SO_ORIGINAL_DST
+  std::string detail;        // what happened, one line per target
+  uint16_t landed_port = 0;  // where the (last) captured connection arrived
+  std::chrono::microseconds elapsed{0};
+};
+
+// Runs the check. Captured or not is a report, not an error; Error only when
+// the check itself cannot run (no listener could be opened, e.g. the port is
+// in use, or a target's family has no loopback listener).
+Result<ValidationReport> validate_capture(const ValidationOptions& opts);
+
+}  // namespace weir

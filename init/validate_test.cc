@@ -1,0 +1,44 @@
+#include "validate.h"
+
+#include <doctest/doctest.h>
+
+namespace weir {
+
+TEST_CASE("endpoints: IPv4 and bracketed IPv6, round trip") {
+  auto v4 = parse_endpoint("--target", "198.19.255.254:15999");
+  REQUIRE(v4.ok());
+  CHECK(v4->addr.family == Family::V4);
+  CHECK(v4->port == 15999);
+  CHECK(format_endpoint(*v4) == "198.19.255.254:15999");
+  auto v6 = parse_endpoint("--target", "[fd00::1]:80");
+  REQUIRE(v6.ok());
+  CHECK(v6->addr.family == Family::V6);
+  CHECK(format_endpoint(*v6) == "[fd00::1]:80");
+  CHECK(parse_endpoint("t", kDefaultValidationTarget).ok());
+}
+
+TEST_CASE("endpoints: errors name the flag and the problem") {
+  for (const char* bad : {"198.19.255.254", "198.19.255.254:0", "198.19.255.254:70000", "fd00::1:80",
+                          "[fd00::1]80", "198.18.0.0/15:80", "nonsense:80", "1.2.3.4:x"}) {
+    auto r = parse_endpoint("--target", bad);
+    CHECK_MESSAGE(!r.ok(), bad);
+    if (!r.ok()) CHECK(r.error().message.find("--target") != std::string::npos);
+  }
+}
+
+TEST_CASE("durations: Go's syntax") {
+  using std::chrono::milliseconds;
+  CHECK(*parse_duration("t", "5s") == milliseconds{5000});
+  CHECK(*parse_duration("t", "500ms") == milliseconds{500});
+  CHECK(*parse_duration("t", "1m30s") == milliseconds{90000});
+  CHECK(*parse_duration("t", "1.5s") == milliseconds{1500});
+  CHECK(*parse_duration("t", "0") == milliseconds{0});
+  CHECK(*parse_duration("t", "250us") == milliseconds{1});  // rounded up, never to zero
+  for (const char* bad : {"", "5", "5x", "s", "-1s", "48h"}) {
+    auto r = parse_duration("--timeout", bad);
+    CHECK_MESSAGE(!r.ok(), bad);
+    if (!r.ok()) CHECK(r.error().message.find("--timeout") != std::string::npos);
+  }
+}
+
+}  // namespace weir

@@ -1,0 +1,511 @@
+#!/usr/bin/env python3
+"""weir-init end to end: the native, Istio (istio-iptables) and Linkerd
+(proxy-init) command lines, each run as an init container would run it (inside
+the pod's network namespace: `ip netns exec POD weir-init ...`), then real TCP
+(and DNS) through the kernel showing the outcome the original tool documents:
+captured (lands on the proxy's port, SO_ORIGINAL_DST = where it was going) or
+untouched (lands on the real server).
+
+Topology (netns-testbed): pod (weir-init's target; a stub proxy on 15001/15006
+as uid 1337 and on 4140/4143 as uid 2102, app servers as uid 1000), peer and far
+(other pods on the bridge, servers on common ports). Exit 77 when not root.
+"""
+
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.environ.get("WEIR_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", "..")),
+                                "netns-testbed"))
+import testbed  # noqa: E402
+from testbed import Testbed, require_root  # noqa: E402
+
+BIN = testbed.bin_dir()
+WEIR_INIT = os.path.join(BIN, "weir-init")
+
+APP_PORTS = [8080, 9090, 15008, 15009, 15020, 4190, 4191, 4567, 7000]
+PEER_PORTS = [8080, 9090, 3306, 4567, 443]
+
+failures = []
+checks = 0
+
+
+def note(msg):
+    print(msg, flush=True)
+
+
+class Net:
+    """The testbed plus the few helpers every case uses."""
+
+    def __init__(self, tb):
+        self.tb = tb
+        self.pod = tb.add_pod("pod")
+        self.peer = tb.add_pod("peer")
+        self.far = tb.add_pod("far", ip4="198.18.0.50", ip6="fd00:198:18::50")
+        tb.sidecar(self.pod)  # 15001 + 15006 as 1337
+        tb.serve(self.pod, [4140, 4143], uid=2102, gid=2102)  # Linkerd's proxy
+        tb.serve(self.pod, APP_PORTS, uid=1000, gid=1000)
+        tb.serve(self.peer, PEER_PORTS)
+        tb.serve(self.far, [8080])
+
+    def run(self, args, env=None, where=None, check_rc=0, timeout=30):
+        argv = [WEIR_INIT] + list(args)
+        if env:
+            argv = ["env"] + [f"{k}={v}" for k, v in env.items()] + argv
+        cp = self.tb.exec(where or self.pod, argv, timeout=timeout)
+        if check_rc is not None and cp.returncode != check_rc:
+            fail(f"weir-init {' '.join(args)}: exit {cp.returncode}, wanted {check_rc}: {cp.stderr.strip()}")
+        return cp
+
+    def save(self, family=4):
+        return self.tb.iptables_save(self.pod, family)
+
+    def clean(self):
+        self.run(["--cleanup"])
+        for fam in (4, 6):
+            if "WEIR_" in self.save(fam):
+                fail(f"cleanup left weir rules (ipv{fam}):\n{self.save(fam)}")
+
+    def out(self, to, uid=1000, gid=None):
+        """An app in the pod (uid/gid) connecting out."""
+        return self.tb.connect(self.pod, to, uid=uid, gid=uid if gid is None else gid)
+
+    def into(self, port, family=4, src=None):
+        """A client in peer (or `src`) connecting to the pod."""
+        return self.tb.connect(src or self.peer, self.pod.addr(port, family))
+
+
+def fail(msg):
+    failures.append(msg)
+    note("FAIL: " + msg)
+
+
+def expect(case, what, report, landed, orig=None):
+    """landed: the port it must arrive on; orig: SO_ORIGINAL_DST there (None: untouched)."""
+    global checks
+    checks += 1
+    got_landed = report.get("landed")
+    got_orig = report.get("orig_dst")
+    if "error" in report or got_landed != landed or got_orig != orig:
+        fail(f"[{case}] {what}: wanted landed={landed} orig_dst={orig}, got {report}")
+
+
+def captured(net, case, what, report, proxy_port, dst):
+    expect(case, what + " is captured", report, proxy_port, dst)
+
+
+def direct(net, case, what, report, port):
+    expect(case, what + " goes straight through", report, port, None)
+
+
+# ---------------------------------------------------------------- native
+
+def native_cases(net):
+    pod, peer, far = net.pod, net.peer, net.far
+    C = "native default"
+    net.run([])
+    captured(net, C, "outbound ipv4", net.out(peer.addr(8080)), 15001, peer.addr(8080))
+    captured(net, C, "outbound ipv6", net.out(peer.addr(8080, 6)), 15001, peer.addr(8080, 6))
+    direct(net, C, "the proxy's own outbound", net.out(peer.addr(8080), uid=1337), 8080)
+    captured(net, C, "inbound ipv4", net.into(8080), 15006, pod.addr(8080))
+    captured(net, C, "inbound ipv6", net.into(8080, 6), 15006, pod.addr(8080, 6))
+    direct(net, C, "inbound to 15020", net.into(15020), 15020)
+    direct(net, C, "inbound to the tunnel port 15008", net.into(15008), 15008)
+    net.clean()
+    direct(net, "native --cleanup", "outbound after cleanup", net.out(peer.addr(8080)), 8080)
+
+    # Each flag, given on the command line or through its WEIR_ variable.
+    C = "native --inbound-ports"
+    net.run(["--inbound-ports", "8080"])
+    captured(net, C, "inbound 8080", net.into(8080), 15006, pod.addr(8080))
+    direct(net, C, "inbound 9090", net.into(9090), 9090)
+    net.clean()
+    C = "native WEIR_EXCLUDE_INBOUND_PORTS"
+    net.run([], env={"WEIR_EXCLUDE_INBOUND_PORTS": "9000-9100"})
+    direct(net, C, "inbound 9090", net.into(9090), 9090)
+    captured(net, C, "inbound 8080", net.into(8080), 15006, pod.addr(8080))
+    net.clean()
+    C = "native --exclude-inbound-cidrs"
+    net.run(["--exclude-inbound-cidrs", peer.ip4 + "/32"])
+    direct(net, C, "inbound from peer", net.into(8080), 8080)
+    captured(net, C, "inbound from far", net.into(8080, src=far), 15006, pod.addr(8080))
+    net.clean()
+    C = "native --inbound-tunnel-port"
+    net.run(["--inbound-tunnel-port", "15009"])
+    direct(net, C, "inbound 15009", net.into(15009), 15009)
+    captured(net, C, "inbound 15008", net.into(15008), 15006, pod.addr(15008))
+    net.clean()
+    C = "native --outbound-cidrs"
+    net.run(["--outbound-cidrs", "198.18.0.0/28"])
+    captured(net, C, "outbound to peer (.11)", net.out(peer.addr(8080)), 15001, peer.addr(8080))
+    direct(net, C, "outbound to far (.50)", net.out(far.addr(8080)), 8080)
+    net.clean()
+    C = "native WEIR_EXCLUDE_OUTBOUND_CIDRS"
+    net.run([], env={"WEIR_EXCLUDE_OUTBOUND_CIDRS": far.ip4 + "/32"})
+    direct(net, C, "outbound to far", net.out(far.addr(8080)), 8080)
+    captured(net, C, "outbound to peer", net.out(peer.addr(8080)), 15001, peer.addr(8080))
+    net.clean()
+    C = "native --outbound-ports / --exclude-outbound-ports"
+    net.run(["--outbound-ports", "8000-9999", "--exclude-outbound-ports", "9090"])
+    captured(net, C, "outbound 8080", net.out(peer.addr(8080)), 15001, peer.addr(8080))
+    direct(net, C, "outbound 9090 (excluded)", net.out(peer.addr(9090)), 9090)
+    direct(net, C, "outbound 3306 (not included)", net.out(peer.addr(3306)), 3306)
+    net.clean()
+    C = "native --proxy-uid/--proxy-gid"
+    net.run(["--proxy-uid", "1500", "--proxy-gid", "1600"])
+    direct(net, C, "uid 1500", net.out(peer.addr(8080), uid=1500), 8080)
+    direct(net, C, "gid 1600", net.out(peer.addr(8080), uid=1000, gid=1600), 8080)
+    captured(net, C, "uid 1337 (no longer the proxy)", net.out(peer.addr(8080), uid=1337), 15001, peer.addr(8080))
+    net.clean()
+    C = "native --outbound-port/--inbound-port"
+    net.run(["--outbound-port", "4140", "--inbound-port", "4143"])
+    captured(net, C, "outbound", net.out(peer.addr(8080)), 4140, peer.addr(8080))
+    captured(net, C, "inbound", net.into(8080), 4143, pod.addr(8080))
+    net.clean()
+    C = "native WEIR_IP_FAMILIES=ipv4"
+    net.run([], env={"WEIR_IP_FAMILIES": "ipv4"})
+    captured(net, C, "outbound ipv4", net.out(peer.addr(8080)), 15001, peer.addr(8080))
+    direct(net, C, "outbound ipv6", net.out(peer.addr(8080, 6)), 8080)
+    net.clean()
+    C = "native --exclude-interfaces"
+    net.run(["--exclude-interfaces", "eth0"])
+    direct(net, C, "outbound via eth0", net.out(peer.addr(8080)), 8080)
+    direct(net, C, "inbound via eth0", net.into(8080), 8080)
+    net.clean()
+
+    C = "native --dry-run"
+    before = (net.save(4), net.save(6))
+    cp = net.run(["--dry-run", "--inbound-ports", "8080"])
+    if "*nat" not in cp.stdout or "WEIR_" not in cp.stdout:
+        fail(f"[{C}] no plan printed: {cp.stdout[:300]}")
+    if (net.save(4), net.save(6)) != before:
+        fail(f"[{C}] the namespace changed")
+    C = "native unknown flag"
+    cp = net.run(["--no-such-flag"], check_rc=2)
+    if "--no-such-flag" not in cp.stderr or len(cp.stderr.strip().splitlines()) != 1:
+        fail(f"[{C}] wanted one line naming the flag, got {cp.stderr!r}")
+    C = "native bad value"
+    cp = net.run(["--inbound-ports", "70000"], check_rc=2)
+    if "70000" not in cp.stderr or len(cp.stderr.strip().splitlines()) != 1:
+        fail(f"[{C}] wanted one line naming the value, got {cp.stderr!r}")
+    if "WEIR_" in net.save(4):
+        fail(f"[{C}] a failed command left rules")
+
+
+# ---------------------------------------------------------------- Istio
+
+ISTIO_INJECTOR = ["istio-iptables", "-p", "15001", "-z", "15006", "-u", "1337", "-m", "REDIRECT", "-i", "*", "-x", "",
+                  "-b", "*", "-d", "15090,15021,15020", "--log_output_level=default:info"]
+
+
+def istio_cases(net):
+    pod, peer, far = net.pod, net.peer, net.far
+    C = "istio injector line"
+    net.run(ISTIO_INJECTOR)
+    captured(net, C, "outbound ipv4", net.out(peer.addr(8080)), 15001, peer.addr(8080))
+    direct(net, C, "outbound ipv6 without --dual-stack", net.out(peer.addr(8080, 6)), 8080)
+    direct(net, C, "the proxy's outbound (uid 1337)", net.out(peer.addr(8080), uid=1337), 8080)
+    captured(net, C, "inbound 8080", net.into(8080), 15006, pod.addr(8080))
+    direct(net, C, "inbound 15020 (-d)", net.into(15020), 15020)
+    direct(net, C, "inbound 15008 (tunnel port, always)", net.into(15008), 15008)
+    direct(net, C, "inbound ipv6 without --dual-stack", net.into(8080, 6), 8080)
+    C = "istio --cleanup-only"
+    net.run(["istio-iptables", "--cleanup-only"])
+    for fam in (4, 6):
+        if "WEIR_" in net.save(fam):
+            fail(f"[{C}] weir rules left (ipv{fam})")
+    direct(net, C, "outbound after cleanup", net.out(peer.addr(8080)), 8080)
+
+    C = "istio no flags (Istio captures nothing by default)"
+    net.run(["istio-iptables"])
+    direct(net, C, "outbound", net.out(peer.addr(8080)), 8080)
+    direct(net, C, "inbound", net.into(8080), 8080)
+    net.clean()
+    C = "istio -b list"
+    net.run(["istio-iptables", "-b", "8080", "-d", "8080"])
+    captured(net, C, "inbound 8080 (-d ignored with a list)", net.into(8080), 15006, pod.addr(8080))
+    direct(net, C, "inbound 9090", net.into(9090), 9090)
+    direct(net, C, "outbound (no -i)", net.out(peer.addr(8080)), 8080)
+    net.clean()
+    C = "istio -b * -d"
+    net.run(["istio-iptables", "-b", "*", "-d", "9090,7000"])
+    direct(net, C, "inbound 9090", net.into(9090), 9090)
+    captured(net, C, "inbound 15020 (no default excludes)", net.into(15020), 15006, pod.addr(15020))
+    net.clean()
+    C = "istio -e"
+    net.run(["istio-iptables", "-b", "*", "-e", "15009"])
+    direct(net, C, "inbound 15009", net.into(15009), 15009)
+    captured(net, C, "inbound 15008", net.into(15008), 15006, pod.addr(15008))
+    net.clean()
+    C = "istio -i CIDR"
+    net.run(["istio-iptables", "-i", "198.18.0.0/28"])
+    captured(net, C, "outbound to peer", net.out(peer.addr(8080)), 15001, peer.addr(8080))
+    direct(net, C, "outbound to far", net.out(far.addr(8080)), 8080)
+    net.clean()
+    C = "istio -x"
+    net.run(["istio-iptables", "-i", "*", "-x", peer.ip4 + "/32"])
+    direct(net, C, "outbound to peer", net.out(peer.addr(8080)), 8080)
+    captured(net, C, "outbound to far", net.out(far.addr(8080)), 15001, far.addr(8080))
+    net.clean()
+    C = "istio -o"
+    net.run(["istio-iptables", "-i", "*", "-o", "3306"])
+    direct(net, C, "outbound 3306", net.out(peer.addr(3306)), 3306)
+    captured(net, C, "outbound 8080", net.out(peer.addr(8080)), 15001, peer.addr(8080))
+    net.clean()
+    C = "istio -q"
+    net.run(["istio-iptables", "-q", "9090"])
+    captured(net, C, "outbound 9090", net.out(peer.addr(9090)), 15001, peer.addr(9090))
+    direct(net, C, "outbound 8080", net.out(peer.addr(8080)), 8080)
+    net.clean()
+    C = "istio -u/-g"
+    net.run(["istio-iptables", "-i", "*", "-u", "1500", "-g", "1600"])
+    direct(net, C, "uid 1500", net.out(peer.addr(8080), uid=1500), 8080)
+    direct(net, C, "gid 1600", net.out(peer.addr(8080), uid=1000, gid=1600), 8080)
+    captured(net, C, "uid 1337", net.out(peer.addr(8080), uid=1337), 15001, peer.addr(8080))
+    net.clean()
+    C = "istio -c"
+    net.run(["istio-iptables", "-i", "*", "-b", "*", "-c", "eth0"])
+    direct(net, C, "outbound via eth0", net.out(peer.addr(8080)), 8080)
+    direct(net, C, "inbound via eth0", net.into(8080), 8080)
+    net.clean()
+    C = "istio -k"
+    net.run(["istio-iptables", "-i", "*", "-k", "eth0"])
+    captured(net, C, "inbound on a kube-virt interface goes to the outbound port", net.into(8080), 15001,
+             pod.addr(8080))
+    net.clean()
+    C = "istio --dual-stack"
+    net.run(["istio-iptables", "-i", "*", "-b", "*", "--dual-stack"])
+    captured(net, C, "outbound ipv6", net.out(peer.addr(8080, 6)), 15001, peer.addr(8080, 6))
+    captured(net, C, "inbound ipv6", net.into(8080, 6), 15006, pod.addr(8080, 6))
+    net.clean()
+    C = "istio env vars"
+    net.run(["istio-iptables"], env={"ISTIO_SERVICE_CIDR": "*", "ISTIO_INBOUND_PORTS": "8080", "ENVOY_PORT": "4140"})
+    captured(net, C, "outbound (ISTIO_SERVICE_CIDR, ENVOY_PORT)", net.out(peer.addr(8080)), 4140, peer.addr(8080))
+    captured(net, C, "inbound (ISTIO_INBOUND_PORTS)", net.into(8080), 15006, pod.addr(8080))
+    direct(net, C, "inbound 9090", net.into(9090), 9090)
+    net.clean()
+    C = "istio -p/-z"
+    net.run(["istio-iptables", "-i", "*", "-b", "*", "-p", "4140", "-z", "4143"])
+    captured(net, C, "outbound", net.out(peer.addr(8080)), 4140, peer.addr(8080))
+    captured(net, C, "inbound", net.into(8080), 4143, pod.addr(8080))
+    net.clean()
+    C = "istio --network-namespace"
+    net.run(["istio-iptables", "-i", "*", "--network-namespace", "/var/run/netns/" + pod.netns], where=far)
+    captured(net, C, "outbound in the named namespace", net.out(peer.addr(8080)), 15001, peer.addr(8080))
+    if "WEIR_" in net.tb.iptables_save(far, 4):
+        fail(f"[{C}] rules landed in the namespace weir-init ran in")
+    net.clean()
+
+    C = "istio -n (dry run)"
+    before = (net.save(4), net.save(6))
+    cp = net.run(ISTIO_INJECTOR + ["-n"])
+    if "*nat" not in cp.stdout:
+        fail(f"[{C}] no plan printed")
+    if (net.save(4), net.save(6)) != before:
+        fail(f"[{C}] the namespace changed")
+    C = "istio unknown flag"
+    cp = net.run(["istio-iptables", "--no-such-flag"], check_rc=1)
+    if "--no-such-flag" not in cp.stderr:
+        fail(f"[{C}] the error does not name the flag: {cp.stderr!r}")
+    C = "istio -q with -i list"
+    cp = net.run(["istio-iptables", "-i", "10.0.0.0/8", "-q", "443"], check_rc=1)
+    if "WEIR_" in net.save(4):
+        fail(f"[{C}] a refused command left rules")
+
+
+def istio_dns_cases(net):
+    """--redirect-dns: with --capture-all-dns every port-53 query; without, only
+    those to the resolv.conf nameservers (ip netns exec gives the pod its own
+    /etc/resolv.conf from /etc/netns/POD/)."""
+    pod, peer, far = net.pod, net.peer, net.far
+    tb = net.tb
+    dns_pod = tb.serve(pod, [15053], uid=1337, gid=1337, udp=True)
+    tb.serve(peer, [53], udp=True)
+    tb.serve(far, [53], udp=True)
+    C = "istio --redirect-dns --capture-all-dns"
+    net.run(["istio-iptables", "-i", "*", "--redirect-dns", "--capture-all-dns"])
+    r = tb.connect(pod, peer.addr(53), uid=1000, gid=1000, udp=True)
+    expect(C, "app's DNS to peer lands on 15053", r, 15053, r.get("orig_dst"))
+    r = tb.connect(pod, far.addr(53), uid=1000, gid=1000, udp=True)
+    expect(C, "app's DNS to far lands on 15053", r, 15053, r.get("orig_dst"))
+    r = tb.connect(pod, peer.addr(53), uid=1337, gid=1337, udp=True)
+    expect(C, "the proxy's DNS goes out", r, 53, r.get("orig_dst"))
+    net.clean()
+
+    etc = f"/etc/netns/{pod.netns}"
+    os.makedirs(etc, exist_ok=True)
+    try:
+        with open(os.path.join(etc, "resolv.conf"), "w") as f:
+            f.write(f"search example.test\nnameserver {peer.ip4}\n")
+        C = "istio --redirect-dns (resolv.conf nameservers)"
+        net.run(["istio-iptables", "-i", "*", "--redirect-dns"])
+        r = tb.connect(pod, peer.addr(53), uid=1000, gid=1000, udp=True)
+        expect(C, "DNS to the resolv.conf nameserver lands on 15053", r, 15053, r.get("orig_dst"))
+        r = tb.connect(pod, far.addr(53), uid=1000, gid=1000, udp=True)
+        expect(C, "DNS to another server goes out", r, 53, r.get("orig_dst"))
+        net.clean()
+    finally:
+        try:
+            os.remove(os.path.join(etc, "resolv.conf"))
+        except OSError:
+            pass
+        try:
+            os.rmdir(etc)
+        except OSError:
+            pass
+    dns_pod.stop()
+
+
+def istio_drop_invalid_case(net):
+    """--drop-invalid: a packet conntrack calls INVALID (TCP SYN+FIN) is dropped
+    by weir's rule; the rule's packet counter proves the kernel took that path."""
+    C = "istio --drop-invalid"
+    net.run(["istio-iptables", "-i", "*", "-b", "*", "--drop-invalid"])
+    sender = (
+        "import socket,struct\n"
+        "s=socket.socket(socket.AF_INET,socket.SOCK_RAW,socket.IPPROTO_TCP)\n"
+        "hdr=struct.pack('!HHIIBBHHH',40000,8080,1,0,5<<4,0x03,1024,0,0)\n"
+        f"[s.sendto(hdr,('{net.pod.ip4}',0)) for _ in range(3)]\n"
+    )
+    net.tb.exec(net.peer, [sys.executable, "-c", sender], check=True)
+    time.sleep(0.2)
+    counted = 0
+    for line in net.tb.exec(net.pod, ["iptables-legacy-save", "-c", "-t", "mangle"], check=True).stdout.splitlines():
+        if "INVALID" in line and "-j DROP" in line and line.startswith("["):
+            counted += int(line[1:line.index(":")])
+    if counted < 3:
+        fail(f"[{C}] wanted >= 3 INVALID packets dropped by weir's rule, counted {counted}")
+    captured(net, C, "normal outbound still works", net.out(net.peer.addr(8080)), 15001, net.peer.addr(8080))
+    net.clean()
+
+
+def istio_tproxy_case(tb):
+    """-m TPROXY: inbound arrives on 15006 with the client's real address."""
+    C = "istio -m TPROXY"
+    pod = tb.add_pod("tp")
+    client = tb.add_pod("tpc")
+    tb.sidecar(pod, transparent=True)
+    tb.serve(pod, [8080], uid=1000, gid=1000)
+    cp = tb.exec(pod, [WEIR_INIT, "istio-iptables", "-i", "*", "-b", "*", "-m", "TPROXY", "--dual-stack"])
+    if cp.returncode != 0:
+        fail(f"[{C}] exit {cp.returncode}: {cp.stderr.strip()}")
+        return
+    for fam in (4, 6):
+        r = tb.connect(client, pod.addr(8080, fam))
+        expect(C, f"inbound ipv{fam} lands on 15006", r, 15006, r.get("orig_dst"))
+        if r.get("peer", "").rsplit(":", 1)[0].strip("[]") != (client.ip4 if fam == 4 else client.ip6):
+            fail(f"[{C}] ipv{fam}: the proxy saw {r.get('peer')}, not the client's address")
+    r = tb.connect(pod, client.addr(9999), uid=1000, gid=1000)
+    expect(C, "outbound still REDIRECTed to 15001", r, 15001, client.addr(9999))
+    tb.exec(pod, [WEIR_INIT, "--cleanup"], check=True)
+    rules = tb.exec(pod, ["ip", "rule", "show"], check=True).stdout
+    if "lookup 133" in rules:
+        fail(f"[{C}] cleanup left the TPROXY policy route: {rules}")
+
+
+# ---------------------------------------------------------------- Linkerd
+
+LINKERD_CHART = ["proxy-init", "--incoming-proxy-port", "4143", "--outgoing-proxy-port", "4140", "--proxy-uid", "2102",
+                 "--inbound-ports-to-ignore", "4190,4191,4567,4568", "--outbound-ports-to-ignore", "4567,4568"]
+
+
+def linkerd_cases(net):
+    pod, peer, far = net.pod, net.peer, net.far
+    C = "linkerd chart line"
+    net.run(LINKERD_CHART)
+    captured(net, C, "outbound ipv4", net.out(peer.addr(8080)), 4140, peer.addr(8080))
+    captured(net, C, "outbound ipv6 (--ipv6 defaults to true)", net.out(peer.addr(8080, 6)), 4140, peer.addr(8080, 6))
+    direct(net, C, "the proxy's outbound (uid 2102)", net.out(peer.addr(8080), uid=2102), 8080)
+    captured(net, C, "uid 1337 (not Linkerd's proxy)", net.out(peer.addr(8080), uid=1337), 4140, peer.addr(8080))
+    direct(net, C, "outbound 4567 (ignored)", net.out(peer.addr(4567)), 4567)
+    captured(net, C, "inbound 8080", net.into(8080), 4143, pod.addr(8080))
+    direct(net, C, "inbound 4190", net.into(4190), 4190)
+    direct(net, C, "inbound 4567", net.into(4567), 4567)
+    captured(net, C, "inbound 15008 (no Istio tunnel port)", net.into(15008), 4143, pod.addr(15008))
+    captured(net, C, "inbound 15020 (no Istio excludes)", net.into(15020), 4143, pod.addr(15020))
+    net.clean()
+
+    C = "linkerd 4190/4191 always ignored"
+    net.run(["proxy-init", "-p", "4143", "-o", "4140", "-u", "2102"])
+    direct(net, C, "inbound 4191", net.into(4191), 4191)
+    direct(net, C, "inbound 4190", net.into(4190), 4190)
+    net.clean()
+    C = "linkerd port ranges"
+    net.run(["proxy-init", "-p", "4143", "-o", "4140", "-u", "2102", "--outbound-ports-to-ignore", "3000-3400",
+             "--inbound-ports-to-ignore", "9000-9100"])
+    direct(net, C, "outbound 3306", net.out(peer.addr(3306)), 3306)
+    captured(net, C, "outbound 8080", net.out(peer.addr(8080)), 4140, peer.addr(8080))
+    direct(net, C, "inbound 9090", net.into(9090), 9090)
+    net.clean()
+    C = "linkerd --subnets-to-ignore"
+    net.run(["proxy-init", "-p", "4143", "-o", "4140", "-u", "2102", "--subnets-to-ignore", peer.ip4 + "/32"])
+    direct(net, C, "inbound from peer", net.into(8080), 8080)
+    captured(net, C, "inbound from far", net.into(8080, src=far), 4143, pod.addr(8080))
+    net.clean()
+    C = "linkerd --ports-to-redirect"
+    net.run(["proxy-init", "-p", "4143", "-o", "4140", "-u", "2102", "--ports-to-redirect", "8080"])
+    captured(net, C, "inbound 8080", net.into(8080), 4143, pod.addr(8080))
+    direct(net, C, "inbound 9090", net.into(9090), 9090)
+    net.clean()
+    C = "linkerd --proxy-gid"
+    net.run(["proxy-init", "-p", "4143", "-o", "4140", "-u", "2102", "-g", "2200"])
+    direct(net, C, "gid 2200", net.out(peer.addr(8080), uid=1000, gid=2200), 8080)
+    net.clean()
+    C = "linkerd --ipv6=false"
+    net.run(["proxy-init", "-p", "4143", "-o", "4140", "-u", "2102", "--ipv6=false"])
+    captured(net, C, "outbound ipv4", net.out(peer.addr(8080)), 4140, peer.addr(8080))
+    direct(net, C, "outbound ipv6", net.out(peer.addr(8080, 6)), 8080)
+    net.clean()
+    C = "linkerd --netns"
+    net.run(["proxy-init", "-p", "4143", "-o", "4140", "-u", "2102", "--netns", "/var/run/netns/" + pod.netns],
+            where=far)
+    captured(net, C, "outbound in the named namespace", net.out(peer.addr(8080)), 4140, peer.addr(8080))
+    net.clean()
+    C = "linkerd --iptables-mode/-w/--log-format"
+    cp = net.run(LINKERD_CHART + ["--iptables-mode=nft", "-w", "--log-format", "json", "--log-level", "info"])
+    if "not needed" not in cp.stderr or '"level"' not in cp.stderr:
+        fail(f"[{C}] wanted a JSON log line explaining the flags are not needed: {cp.stderr!r}")
+    captured(net, C, "outbound", net.out(peer.addr(8080)), 4140, peer.addr(8080))
+    net.clean()
+
+    C = "linkerd --simulate"
+    before = (net.save(4), net.save(6))
+    cp = net.run(LINKERD_CHART + ["--simulate"])
+    if "*nat" not in cp.stdout:
+        fail(f"[{C}] no plan printed")
+    if (net.save(4), net.save(6)) != before:
+        fail(f"[{C}] the namespace changed")
+    C = "linkerd unsupported flag"
+    cp = net.run(LINKERD_CHART + ["--timeout-close-wait-secs", "5"], check_rc=1)
+    if "--timeout-close-wait-secs" not in cp.stderr:
+        fail(f"[{C}] the error does not name the flag: {cp.stderr!r}")
+
+
+def main():
+    require_root()
+    if not os.access(WEIR_INIT, os.X_OK):
+        print(f"SKIP: {WEIR_INIT} not built", file=sys.stderr)
+        return 77
+    start = time.monotonic()
+    with Testbed(role="init") as tb:
+        net = Net(tb)
+        for group in (native_cases, istio_cases, istio_dns_cases, istio_drop_invalid_case, linkerd_cases):
+            try:
+                group(net)
+            except Exception as e:  # one broken group must not hide the others
+                fail(f"{group.__name__}: {type(e).__name__}: {e}")
+            try:
+                net.run(["--cleanup"], check_rc=None)
+            except Exception:
+                pass
+        try:
+            istio_tproxy_case(tb)
+        except Exception as e:
+            fail(f"istio_tproxy_case: {type(e).__name__}: {e}")
+    note(f"{checks} traffic checks, {len(failures)} failures, {time.monotonic() - start:.1f} s")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
