@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# One command for weir's self-contained binaries:
+#   scripts/build-static.sh   ->  out/static/{weir,weir-cni,weir-init}
+# Builds the static libiptc/libnl archives once (scripts/build-static-deps.sh,
+# cached in build-static-deps/), configures build-static/ with WEIR_STATIC=ON,
+# builds the three executables, strips them into out/static/ and checks that
+# none needs a shared library.
+# Environment: WEIR_STATIC_BUILD_DIR (default build-static), WEIR_STATIC_OUT
+# (default out/static), WEIR_STATIC_DEPS_DIR (see build-static-deps.sh),
+# WEIR_JOBS (default 2).
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+build=${WEIR_STATIC_BUILD_DIR:-$repo/build-static}
+out=${WEIR_STATIC_OUT:-$repo/out/static}
+deps=${WEIR_STATIC_DEPS_DIR:-$repo/build-static-deps}
+jobs=${WEIR_JOBS:-2}
+targets=(weir weir-cni weir-init)
+
+log() { echo "build-static: $*" >&2; }
+
+WEIR_STATIC_DEPS_DIR=$deps "$repo/scripts/build-static-deps.sh"
+
+# The optimisation level the tested default build uses (-O2); warnings are
+# gated there (WEIR_WERROR), not here.
+cmake -S "$repo" -B "$build" -G Ninja -DWEIR_STATIC=ON -DWEIR_WERROR=OFF \
+  -DWEIR_STATIC_PREFIX="$deps/prefix" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+
+# Build only the executables that exist in this tree; say which are missing.
+known=$(cmake --build "$build" --target help | sed -n 's/^\([^:]*\): .*/\1/p')
+present=()
+for t in "${targets[@]}"; do
+  if grep -qx "$t" <<<"$known"; then present+=("$t"); else log "no target $t in this tree; skipped"; fi
+done
+[ ${#present[@]} -gt 0 ] || { log "none of ${targets[*]} is defined"; exit 1; }
+cmake --build "$build" -j "$jobs" --target "${present[@]}"
+
+mkdir -p "$out"
+status=0
+for t in "${present[@]}"; do
+  strip --strip-all -o "$out/$t" "$build/bin/$t"
+  # A static executable is what makes it copyable onto any node.
+  if ldd "$out/$t" >/dev/null 2>&1; then
+    log "$t is dynamically linked:"; ldd "$out/$t" >&2; status=1
+  fi
+  printf '%-10s %9d bytes  %s\n' "$t" "$(stat -c %s "$out/$t")" "$(file -b "$out/$t" 2>/dev/null | cut -d, -f1-2 || true)"
+done
+exit $status
