@@ -4,7 +4,10 @@
 // state first and puts committed tables back when a later commit fails.
 #include "iptc_backend.h"
 
+// libip6tc.h, unlike libiptc.h, lacks extern "C".
+extern "C" {
 #include <libiptc/libip6tc.h>
+}
 #include <libiptc/libiptc.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,6 +15,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <string>
 
 #include "iptc_codec.h"
@@ -26,6 +30,7 @@ constexpr const char* kTables[] = {"nat", "mangle", "raw", "filter"};
 struct V4 {
   using Entry = ipt_entry;
   static constexpr Family family = Family::V4;
+  static constexpr const char* names_file = "/proc/thread-self/net/ip_tables_names";
   static xtc_handle* init(const char* t) { return iptc_init(t); }
   static void free(xtc_handle* h) { iptc_free(h); }
   static const char* first_chain(xtc_handle* h) { return iptc_first_chain(h); }
@@ -51,6 +56,7 @@ struct V4 {
 struct V6 {
   using Entry = ip6t_entry;
   static constexpr Family family = Family::V6;
+  static constexpr const char* names_file = "/proc/thread-self/net/ip6_tables_names";
   static xtc_handle* init(const char* t) { return ip6tc_init(t); }
   static void free(xtc_handle* h) { ip6tc_free(h); }
   static const char* first_chain(xtc_handle* h) { return ip6tc_first_chain(h); }
@@ -112,6 +118,19 @@ std::string where(Family f, const std::string& table) {
 bool table_missing(int err) { return err == ENOENT; }
 bool family_missing(int err) { return err == EAFNOSUPPORT || err == ENOPROTOOPT || err == EPROTONOSUPPORT; }
 
+// Whether the namespace has instantiated a table yet. A table comes into
+// being on first use, so one that does not exist holds no rule of weir's and
+// need not be opened (opening costs ~50 us and would create it). When the
+// list cannot be read, every table counts as present.
+template <typename T>
+bool table_in_use(const std::string& name) {
+  std::ifstream in(T::names_file);
+  if (!in) return true;
+  for (std::string line; std::getline(in, line);)
+    if (line == name) return true;
+  return false;
+}
+
 // weir's part of the table behind `h`: weir's chains and, under each built-in
 // chain's name, the rules there that jump into weir's chains. Kernel order.
 template <typename T>
@@ -146,11 +165,19 @@ bool same_table(const Table* a, const Table* b) {
   return true;
 }
 
+bool has_tproxy(const Ruleset& rs) {
+  for (const Table& t : rs.tables)
+    for (const Chain& c : t.chains)
+      for (const Rule& r : c.rules)
+        if (std::holds_alternative<Tproxy>(r.target)) return true;
+  return false;
+}
+
 class IptcBackend : public Backend {
  public:
   explicit IptcBackend(IptcOptions options) : options_(options) {}
 
-  Status apply(const RulePlan& plan) override { return sync(plan, {Family::V4, Family::V6}); }
+  Status apply(const RulePlan& plan) override { return sync(plan, {Family::V4, Family::V6}, false); }
 
   Result<RulePlan> read(const std::vector<Family>& families) override {
     RulePlan out;
@@ -165,7 +192,7 @@ class IptcBackend : public Backend {
     return out;
   }
 
-  Status remove(const std::vector<Family>& families) override { return sync(RulePlan{}, families); }
+  Status remove(const std::vector<Family>& families) override { return sync(RulePlan{}, families, true); }
 
  private:
   // Reads weir's tables of one family. `tolerant`: a family the kernel does
@@ -174,6 +201,7 @@ class IptcBackend : public Backend {
   Result<Ruleset> read_family(bool tolerant) {
     Ruleset rs{T::family, {}};
     for (const char* name : kTables) {
+      if (!table_in_use<T>(name)) continue;
       Handle<T> h(T::init(name));
       if (!h) {
         int err = errno;
@@ -206,7 +234,12 @@ class IptcBackend : public Backend {
       bool injected = commits_ == options_.fail_commit_number;
       if (!injected && T::commit(h.get())) return {};
       int err = injected ? EINVAL : errno;
-      if (err == EAGAIN && attempt + 1 < options_.eagain_retries) continue;
+      // EAGAIN: another writer replaced the table since our read. EINVAL can
+      // mean the same: a commit is a replace plus a counter update, and when
+      // another writer came between the two the kernel refuses the counters
+      // although our rules went in. Either way: read again (the top of the
+      // loop returns when the table already is as wanted) and redo, bounded.
+      if (!injected && (err == EAGAIN || err == EINVAL) && attempt + 1 < options_.eagain_retries) continue;
       std::string msg = "commit " + what + ": " + std::strerror(err);
       if (injected) msg += " (failure injected by test)";
       return Error{ErrorKind::Kernel, msg, err};
@@ -282,13 +315,19 @@ class IptcBackend : public Backend {
   };
 
   // Makes weir's state in `scope` equal to `wanted`: all of it or nothing.
-  Status sync(const RulePlan& wanted, const std::vector<Family>& scope) {
+  // `all_routes`: look for weir's policy routes even where no TPROXY rule of
+  // weir's is (listing routes costs more than the rest of an apply, and weir
+  // installs them only beside its TPROXY rules; clean looks everywhere).
+  Status sync(const RulePlan& wanted, const std::vector<Family>& scope, bool all_routes) {
     RulePlan old;
     for (Family f : scope) {
       bool required = wanted.find(f) != nullptr;
       auto rs = f == Family::V4 ? read_family<V4>(!required) : read_family<V6>(!required);
       if (!rs) return rs.error();
+      bool look = all_routes || has_tproxy(*rs) ||
+                  std::any_of(wanted.routes.begin(), wanted.routes.end(), [&](const PolicyRoute& r) { return r.family == f; });
       old.rulesets.push_back(std::move(*rs));
+      if (!look) continue;
       auto routes = routes::list(f);
       if (!routes) return routes.error().wrap(std::string("read ") + to_string(f) + " policy routes");
       old.routes.insert(old.routes.end(), routes->begin(), routes->end());

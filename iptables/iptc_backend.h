@@ -13,8 +13,9 @@ struct IptcOptions {
   // every commit including rollbacks) fails with EINVAL without reaching the
   // kernel, so a test can prove that apply puts everything back. 0 = never.
   int fail_commit_number = 0;
-  // Bounded retries of a commit the kernel refuses with EAGAIN (another writer
-  // changed the table between our read and our commit).
+  // Bounded retries of a commit the kernel refuses with EAGAIN or EINVAL
+  // (another writer changed the table between our read and our commit, or
+  // between the commit's replace and its counter update).
   int eagain_retries = 10;
 };
 

@@ -1,7 +1,9 @@
 #include "iptc_codec.h"
 
 #include <arpa/inet.h>
+extern "C" {
 #include <libiptc/libip6tc.h>
+}
 #include <libiptc/libiptc.h>
 #include <linux/netfilter/nf_nat.h>
 #include <linux/netfilter/xt_CONNMARK.h>
@@ -200,11 +202,13 @@ Status encode_target(const Rule& r, Family f, std::vector<uint8_t>& out) {
       return append(out, "MARK", 2, info);
     }
     Status operator()(const Connmark& t) const {
-      xt_connmark_tginfo1 info{};
+      // Revision 2 (shift 0): iptables-legacy-save prints revision 1 as
+      // "[unsupported revision]" on this kernel, which offers 2.
+      xt_connmark_tginfo2 info{};
       info.ctmask = 0xffffffff;
       info.nfmask = 0xffffffff;
       info.mode = t.mode == Connmark::Save ? XT_CONNMARK_SAVE : XT_CONNMARK_RESTORE;
-      return append(out, "CONNMARK", 1, info);
+      return append(out, "CONNMARK", 2, info);
     }
     Status operator()(const CtZone& t) const {
       xt_ct_target_info_v1 info{};
@@ -391,9 +395,9 @@ Target decode_target(const std::string& name, uint8_t rev, const uint8_t* t, uin
   } else if (name == "MARK" && rev == 2) {
     xt_mark_tginfo2 info{};
     if (payload(t, size, info)) return SetMark{info.mark, info.mask};
-  } else if (name == "CONNMARK" && rev == 1) {
-    xt_connmark_tginfo1 info{};
-    if (payload(t, size, info) && info.ctmask == 0xffffffff && info.nfmask == 0xffffffff) {
+  } else if (name == "CONNMARK" && rev == 2) {
+    xt_connmark_tginfo2 info{};
+    if (payload(t, size, info) && info.ctmask == 0xffffffff && info.nfmask == 0xffffffff && info.shift_bits == 0) {
       if (info.mode == XT_CONNMARK_SAVE) return Connmark{Connmark::Save};
       if (info.mode == XT_CONNMARK_RESTORE) return Connmark{Connmark::Restore};
     }
@@ -424,7 +428,13 @@ Rule decode_entry(const Entry* e, Family f, const char* target_label) {
   std::memcpy(&thdr, base + e->target_offset, sizeof thdr);
   std::string tname = bounded(thdr.u.user.name, sizeof thdr.u.user.name);
   std::string label = target_label ? target_label : "";
-  if (tname.empty()) {  // standard target: a verdict, a jump or no target at all
+  // The standard target (a verdict, a jump or no target at all) has an empty
+  // name in the kernel; an entry not yet through libiptc still carries the label.
+  bool standard = tname.empty() ||
+                  (thdr.u.user.target_size == XT_ALIGN(sizeof(xt_standard_target)) && tname == label &&
+                   (label == IPTC_LABEL_ACCEPT || label == IPTC_LABEL_DROP || label == IPTC_LABEL_RETURN ||
+                    label.rfind(kChainPrefix, 0) == 0));
+  if (standard) {
     if (label == IPTC_LABEL_ACCEPT) r.target = Verdict{Verdict::Accept};
     else if (label == IPTC_LABEL_DROP) r.target = Verdict{Verdict::Drop};
     else if (label == IPTC_LABEL_RETURN) r.target = Verdict{Verdict::Return};

@@ -99,6 +99,7 @@ Result<std::vector<RuleKey>> fwmark_rules(nl_sock* sock, Family f) {
   std::vector<RuleKey> out;
   for (nl_object* o = nl_cache_get_first(cache.get()); o; o = nl_cache_get_next(o)) {
     auto* rule = reinterpret_cast<rtnl_rule*>(o);
+    if (rtnl_rule_get_family(rule) != af(f)) continue;  // the dump may hold both families
     if (rtnl_rule_get_action(rule) != FR_ACT_TO_TBL) continue;
     if (rtnl_rule_get_mask(rule) != 0xffffffff) continue;
     uint32_t mark = rtnl_rule_get_mark(rule);
@@ -118,6 +119,7 @@ Result<std::vector<uint32_t>> local_default_tables(nl_sock* sock, Family f) {
   std::vector<uint32_t> out;
   for (nl_object* o = nl_cache_get_first(cache.get()); o; o = nl_cache_get_next(o)) {
     auto* route = reinterpret_cast<rtnl_route*>(o);
+    if (rtnl_route_get_family(route) != af(f)) continue;
     if (rtnl_route_get_type(route) != RTN_LOCAL) continue;
     nl_addr* dst = rtnl_route_get_dst(route);
     if (dst && nl_addr_get_prefixlen(dst) != 0) continue;
