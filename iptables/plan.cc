@@ -152,7 +152,7 @@ Table nat_table(const CaptureSpec& s, Family f) {
   }
   bool inbound_here = !s.kube_virt_interfaces.empty();
   if (s.mode == InboundMode::Redirect && captures_inbound(s)) {
-    inbound_capture_rules(s, f, kInRedirect, "goes to the proxy's inbound port", inbound);
+    inbound_capture_rules(s, f, kInRedirect, "goes to the proxy inbound port", inbound);
     inbound_here = true;
   }
 
@@ -164,7 +164,7 @@ Table nat_table(const CaptureSpec& s, Family f) {
 
   Rule in_redirect = with_target(Rule{}, Redirect{s.inbound_port});
   in_redirect.proto = Proto::Tcp;
-  in_redirect.comment = "to the proxy's inbound port";
+  in_redirect.comment = "to the proxy inbound port";
   t.chains.push_back(Chain{kInRedirect, {in_redirect}});
 
   // OUTPUT: the proxy's own traffic, lo, DNS, then outbound capture.
@@ -184,7 +184,7 @@ Table nat_table(const CaptureSpec& s, Family f) {
   if (s.dns.capture) lo_not_inbound.push_back({53, 53});
   if (s.inbound_tunnel_port != 0) lo_not_inbound.push_back({s.inbound_tunnel_port, s.inbound_tunnel_port});
   for (const auto& o : owners.all) {
-    Rule r = jump(kInRedirect, "proxy (" + owner_text(o) + ") calling the pod's own address: treated as inbound");
+    Rule r = jump(kInRedirect, "proxy (" + owner_text(o) + ") calling the pod own address: treated as inbound");
     r.dst = lo;
     r.dst_negated = true;
     r.out_iface = "lo";
@@ -194,7 +194,7 @@ Table nat_table(const CaptureSpec& s, Family f) {
     output.push_back(std::move(r));
   }
   for (const auto& o : owners.all) {
-    Rule r = ret("proxy's own traffic (" + owner_text(o) + ") is not captured");
+    Rule r = ret("traffic of the proxy (" + owner_text(o) + ") is not captured");
     r.owner = o;
     output.push_back(std::move(r));
   }
@@ -227,7 +227,7 @@ Table nat_table(const CaptureSpec& s, Family f) {
         r.proto = p;
         r.dport = PortMatch{{53, 53}, false};
         r.comment = std::string("DNS over ") + to_string(p) +
-                    (server ? " to " + format_addr(*server) : std::string()) + " goes to the proxy's DNS port";
+                    (server ? " to " + format_addr(*server) : std::string()) + " goes to the proxy DNS port";
         dns.push_back(std::move(r));
       }
     }
@@ -264,7 +264,7 @@ Table nat_table(const CaptureSpec& s, Family f) {
       std::string what = "outbound TCP";
       if (d) what += " to " + format_cidr(*d);
       if (g) what += " port " + ports_text(*g);
-      Rule r = jump(kRedirect, what + " goes to the proxy's outbound port");
+      Rule r = jump(kRedirect, what + " goes to the proxy outbound port");
       r.dst = d;
       r.proto = Proto::Tcp;
       if (g) set_dports(r, *g, false);
@@ -275,7 +275,7 @@ Table nat_table(const CaptureSpec& s, Family f) {
 
   Rule redirect = with_target(Rule{}, Redirect{s.outbound_port});
   redirect.proto = Proto::Tcp;
-  redirect.comment = "to the proxy's outbound port";
+  redirect.comment = "to the proxy outbound port";
   t.chains.push_back(Chain{kRedirect, {redirect}});
   return t;
 }
@@ -304,7 +304,7 @@ std::optional<Table> mangle_table(const CaptureSpec& s, Family f) {
     Rule save = with_target(Rule{}, Connmark{Connmark::Save});
     save.proto = Proto::Tcp;
     save.mark = MarkMatch{mark, 0xffffffff, false};
-    save.comment = "remember the proxy's mark on the connection";
+    save.comment = "save the proxy mark on the connection";
     inbound.push_back(save);
     Rule done = ret("already handled by the proxy");
     done.proto = Proto::Tcp;
@@ -326,7 +326,7 @@ std::optional<Table> mangle_table(const CaptureSpec& s, Family f) {
       inbound.push_back(std::move(r));
     }
     std::vector<Rule> capture;
-    inbound_capture_rules(s, f, kTproxy, "goes to the proxy's inbound port (TPROXY)", capture);
+    inbound_capture_rules(s, f, kTproxy, "goes to the proxy inbound port (TPROXY)", capture);
     // Established connections are diverted before new ones reach TPROXY;
     // insert that rule after the excludes, before the capture jumps.
     auto first_capture = capture.begin();
@@ -338,7 +338,7 @@ std::optional<Table> mangle_table(const CaptureSpec& s, Family f) {
     for (auto& r : capture) inbound.push_back(std::move(r));
   }
   t.chains.push_back(Chain{"PREROUTING", {jump(kInbound, "weir: inbound capture")}});
-  if (tproxy) t.chains.push_back(Chain{"OUTPUT", {jump(kOutput, "weir: proxy's loopback marks")}});
+  if (tproxy) t.chains.push_back(Chain{"OUTPUT", {jump(kOutput, "weir: proxy loopback marks")}});
   t.chains.push_back(Chain{kInbound, std::move(inbound)});
   if (!tproxy) return t;
 
@@ -352,7 +352,7 @@ std::optional<Table> mangle_table(const CaptureSpec& s, Family f) {
   tp.dst = lo;
   tp.dst_negated = true;
   tp.proto = Proto::Tcp;
-  tp.comment = "to the proxy's inbound port, keeping the client's address";
+  tp.comment = "to the proxy inbound port, keeping the client address";
   t.chains.push_back(Chain{kTproxy, {tp}});
 
   std::vector<Rule> output;
@@ -377,7 +377,7 @@ std::optional<Table> mangle_table(const CaptureSpec& s, Family f) {
     Rule r = with_target(Rule{}, Connmark{Connmark::Restore});
     r.proto = Proto::Tcp;
     r.connmark = MarkMatch{mark, 0xffffffff, false};
-    r.comment = "restore the proxy's mark for replies";
+    r.comment = "restore the proxy mark for replies";
     output.push_back(std::move(r));
   }
   t.chains.push_back(Chain{kOutput, std::move(output)});
@@ -400,13 +400,13 @@ std::optional<Table> raw_table(const CaptureSpec& s, Family f) {
     up.proto = Proto::Udp;
     up.dport = PortMatch{{53, 53}, false};
     up.owner = o;
-    up.comment = "proxy's upstream DNS (" + owner_text(o) + ") in conntrack zone 1";
+    up.comment = "upstream DNS of the proxy (" + owner_text(o) + ") in conntrack zone 1";
     output.push_back(std::move(up));
     Rule answer = with_target(Rule{}, CtZone{2});
     answer.proto = Proto::Udp;
     answer.sport = PortMatch{{s.dns.port, s.dns.port}, false};
     answer.owner = o;
-    answer.comment = "proxy's DNS answers to applications in conntrack zone 2";
+    answer.comment = "DNS answers of the proxy to applications in conntrack zone 2";
     output.push_back(std::move(answer));
   }
   std::vector<Rule> inbound;
