@@ -91,6 +91,19 @@ def expect(case, what, report, landed, orig=None):
         fail(f"[{case}] {what}: wanted landed={landed} orig_dst={orig}, got {report}")
 
 
+known = []
+
+
+def known_difference(case, what, report, landed, orig):
+    """A documented difference from the original tool (init/README.md): printed,
+    not failed, until the library can express the original's behaviour."""
+    global checks
+    checks += 1
+    if "error" in report or report.get("landed") != landed or report.get("orig_dst") != orig:
+        known.append(f"[{case}] {what}: the original gives landed={landed}, weir gives {report}")
+        note("KNOWN DIFFERENCE: " + known[-1])
+
+
 def captured(net, case, what, report, proxy_port, dst):
     expect(case, what + " is captured", report, proxy_port, dst)
 
@@ -210,6 +223,12 @@ def istio_cases(net):
     direct(net, C, "inbound 15020 (-d)", net.into(15020), 15020)
     direct(net, C, "inbound 15008 (tunnel port, always)", net.into(15008), 15008)
     direct(net, C, "inbound ipv6 without --dual-stack", net.into(8080, 6), 8080)
+    captured(net, C, "the proxy calling the pod's own address (treated as inbound)", net.out(pod.addr(8080), uid=1337),
+             15006, pod.addr(8080))
+    direct(net, C, "the proxy's passthrough from 127.0.0.6",
+           net.tb.connect(pod, pod.addr(8080), uid=1337, gid=1337, src="127.0.0.6"), 8080)
+    direct(net, C, "the app calling its own pod address", net.out(pod.addr(8080)), 8080)
+    direct(net, C, "the app calling 127.0.0.1", net.out("127.0.0.1:8080"), 8080)
     C = "istio --cleanup-only"
     net.run(["istio-iptables", "--cleanup-only"])
     for fam in (4, 6):
@@ -314,13 +333,43 @@ def istio_cases(net):
         fail(f"[{C}] a refused command left rules")
 
 
+DNS_STUB = r"""
+import json, os, socket, sys, time
+deadline = time.monotonic() + 300
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 15053))  # as a DNS proxy does: replies then leave from 127.0.0.1, which conntrack un-NATs
+s.settimeout(1.0)
+print("READY", flush=True)
+while time.monotonic() < deadline:
+    try:
+        data, peer = s.recvfrom(4096)
+    except socket.timeout:
+        continue
+    s.sendto(json.dumps({"proto": "udp", "landed": 15053, "local": "127.0.0.1:15053",
+                         "peer": "%s:%d" % peer, "orig_dst": None}).encode() + b"\n", peer)
+"""
+
+
+def dns_stub(tb, pod):
+    """The proxy's DNS listener: UDP 127.0.0.1:15053 as uid 1337 (weir-probe binds
+    0.0.0.0, whose replies would leave from the pod's address and miss conntrack)."""
+    proc = tb.spawn(pod, ["setpriv", "--reuid=1337", "--regid=1337", "--clear-groups", sys.executable, "-c", DNS_STUB],
+                    name="dns-stub")
+    deadline = time.monotonic() + 5
+    while "READY" not in proc.output():
+        if time.monotonic() > deadline or not proc.alive():
+            raise RuntimeError(f"DNS stub not ready: {proc.output()}")
+        time.sleep(0.01)
+    return proc
+
+
 def istio_dns_cases(net):
     """--redirect-dns: with --capture-all-dns every port-53 query; without, only
     those to the resolv.conf nameservers (ip netns exec gives the pod its own
     /etc/resolv.conf from /etc/netns/POD/)."""
     pod, peer, far = net.pod, net.peer, net.far
     tb = net.tb
-    dns_pod = tb.serve(pod, [15053], uid=1337, gid=1337, udp=True)
+    dns_pod = dns_stub(tb, pod)
     tb.serve(peer, [53], udp=True)
     tb.serve(far, [53], udp=True)
     C = "istio --redirect-dns --capture-all-dns"
@@ -424,6 +473,10 @@ def linkerd_cases(net):
     direct(net, C, "inbound 4567", net.into(4567), 4567)
     captured(net, C, "inbound 15008 (no Istio tunnel port)", net.into(15008), 4143, pod.addr(15008))
     captured(net, C, "inbound 15020 (no Istio excludes)", net.into(15020), 4143, pod.addr(15020))
+    direct(net, C, "the app calling its own pod address", net.out(pod.addr(8080)), 8080)
+    known_difference(C, "the proxy (uid 2102) forwarding inbound to the app at the pod's address goes straight "
+                     "through (Linkerd >= 2.11 forwards to the original address)",
+                     net.out(pod.addr(8080), uid=2102), 8080, None)
     net.clean()
 
     C = "linkerd 4190/4191 always ignored"
@@ -503,7 +556,8 @@ def main():
             istio_tproxy_case(tb)
         except Exception as e:
             fail(f"istio_tproxy_case: {type(e).__name__}: {e}")
-    note(f"{checks} traffic checks, {len(failures)} failures, {time.monotonic() - start:.1f} s")
+    note(f"{checks} traffic checks, {len(failures)} failures, {len(known)} known differences, "
+         f"{time.monotonic() - start:.1f} s")
     return 1 if failures else 0
 
 
