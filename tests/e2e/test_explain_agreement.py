@@ -12,6 +12,8 @@ passthrough source 127.0.0.6/::6; UDP to port 53 and another port), are each
   - explained: `weir explain --config SPEC --output json` for the same packet
     (for a packet that stays local and passes output untouched, the walk goes
     on at prerouting on lo with the mark output left on it, as the kernel does);
+    (every fifth flow is also explained on the rules read back from the
+    namespace, `weir explain --netns`, which must give the same verdict);
   - sent for real: weir-probe connects in the testbed and the server it lands
     on reports its port, local address and SO_ORIGINAL_DST;
 and the two verdicts are compared. Any disagreement fails the test and prints
@@ -43,6 +45,7 @@ PEER_UDP = [53, 5353]
 # proxy uid, a second proxy gid, root.
 IDS = [(1000, 1000), (1337, 1337), (1000, 1337), (1337, 1000), (1500, 1500), (1000, 2000), (0, 0)]
 CONNECT_TIMEOUT_MS = 1500
+LIVE_EVERY = 5  # also explain every 5th flow on the live rules (weir explain --netns)
 
 
 def weir_bin():
@@ -148,9 +151,11 @@ def flows(app, peer, peer2):
     return out
 
 
-def explain(spec_path, f, *, hook=None, mark=None):
-    """explain's verdict JSON for the flow (one hook), or a dict with "error"."""
-    argv = [weir_bin(), "explain", "--config", spec_path, "--output", "json", "--proto", f.proto,
+def explain(rules, f, *, hook=None, mark=None):
+    """explain's verdict JSON for the flow (one hook), or a dict with "error".
+    `rules` is a spec file, or ("netns", PATH) for the live rules."""
+    source = ["--netns", rules[1]] if isinstance(rules, tuple) else ["--config", rules]
+    argv = [weir_bin(), "explain"] + source + ["--output", "json", "--proto", f.proto,
             "--src", f.src_addr, "--dst", f.dst_addr, "--dport", f.dport]
     if hook == "prerouting" or (hook is None and f.kind == "inbound"):
         argv += ["--hook", "prerouting", "--in-iface", "lo" if hook == "prerouting" else "eth0"]
@@ -166,9 +171,9 @@ def explain(spec_path, f, *, hook=None, mark=None):
     return json.loads(cp.stdout)
 
 
-def expected(spec_path, f):
+def expected(rules, f):
     """(verdict tuple, trace text) that explain predicts for the flow."""
-    e = explain(spec_path, f)
+    e = explain(rules, f)
     traces = [e]
     if "error" in e:
         # A family the spec does not capture: the CLI says there are no rules.
@@ -179,7 +184,7 @@ def expected(spec_path, f):
     # A local packet that passed output untouched comes back in over lo,
     # carrying the mark output gave it.
     if f.local and v["kind"] == "untouched":
-        e2 = explain(spec_path, f, hook="prerouting", mark=v["mark"])
+        e2 = explain(rules, f, hook="prerouting", mark=v["mark"])
         traces.append(e2)
         if "error" in e2:
             return ("explain failed", e2["error"]), json.dumps(e2)
@@ -227,6 +232,7 @@ def main():
     failures = []
     counts = {}
     total = 0
+    live_checked = 0
     started = time.monotonic()
     with Testbed(role="expl") as tb, tempfile.TemporaryDirectory(prefix="weir-expl-") as tmp:
         app, peer, peer2 = tb.add_pod("app"), tb.add_pod("peer"), tb.add_pod("peer2")
@@ -259,8 +265,17 @@ def main():
                 print(f"FAIL [{name}] weir apply: {cp.stderr.strip()}", flush=True)
                 continue
             agreed = 0
-            for f in all_flows:
+            for i, f in enumerate(all_flows):
                 want, trace = expected(path, f)
+                if i % LIVE_EVERY == 0:
+                    # The same walk over the rules read back from the namespace.
+                    live, live_trace = expected(("netns", app.path), f)
+                    live_checked += 1
+                    if live != want:
+                        msg = (f"[{name}] {f}\n    explain on the spec: {want}  on the live rules: {live}\n"
+                               f"    spec: {trace}\n    live: {live_trace}")
+                        failures.append(msg)
+                        print("FAIL " + msg, flush=True)
                 got, report = observed(tb, f)
                 total += 1
                 counts[want] = counts.get(want, 0) + 1
@@ -275,7 +290,8 @@ def main():
                   f" (spec {json.dumps(spec)})", flush=True)
         run([weir_bin(), "clean", "--netns", app.path])
 
-    print(f"\n{total} flows in {time.monotonic() - started:.0f}s; verdicts explain predicted:")
+    print(f"\n{total} flows in {time.monotonic() - started:.0f}s ({live_checked} also explained on the live rules);"
+          " verdicts explain predicted:")
     for k, n in sorted(counts.items(), key=lambda kv: str(kv[0])):
         print(f"    {n:5d}  {k}")
     # The flows must exercise every kind of verdict, or agreement proves little.
