@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""weir-init validate (and istio-iptables --run-validation), end to end, in a
+pod namespace of the netns testbed. The validator runs as a non-root UID with
+no capabilities, as a pod's first init container would:
+
+- no rules: exits 42 (Istio dialect: 126; --failure-exit-code N: N) within
+  its timeout, never hanging;
+- rules in place: exits 0, fast (asserted < 1 s on a noisy machine; the
+  measured figures are printed);
+- rules for the wrong port: exits 42;
+- the proxy's port already in use: a clear error, exit 1.
+Exit 77 when not root.
+"""
+
+import os
+import re
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.environ.get("WEIR_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", "..")),
+                                "netns-testbed"))
+import testbed  # noqa: E402
+from testbed import Testbed, require_root  # noqa: E402
+
+WEIR_INIT = os.path.join(testbed.bin_dir(), "weir-init")
+UNPRIVILEGED = ["setpriv", "--reuid=1000", "--regid=1000", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"]
+AS_PROXY = ["setpriv", "--reuid=1337", "--regid=1337", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"]
+
+failures = []
+
+
+def fail(msg):
+    failures.append(msg)
+    print("FAIL: " + msg, flush=True)
+
+
+def run(tb, pod, args, as_=None, timeout=30):
+    """Runs weir-init in the pod; returns (CompletedProcess, wall seconds)."""
+    argv = (as_ or []) + [WEIR_INIT] + args
+    t0 = time.monotonic()
+    cp = tb.exec(pod, argv, timeout=timeout)
+    return cp, time.monotonic() - t0
+
+
+def expect_rc(what, cp, rc):
+    if cp.returncode != rc:
+        fail(f"{what}: exit {cp.returncode}, wanted {rc}; stderr: {cp.stderr.strip()}")
+        return False
+    return True
+
+
+def in_process_ms(cp):
+    m = re.search(r"\(([0-9.]+) ms\)", cp.stderr)
+    return float(m.group(1)) if m else None
+
+
+def main():
+    require_root()
+    if not os.access(WEIR_INIT, os.X_OK):
+        print(f"SKIP: {WEIR_INIT} not built", file=sys.stderr)
+        return 77
+    with Testbed(role="initv") as tb:
+        pod = tb.add_pod("val")
+
+        # No rules: the documented code, within the timeout (+ slack for process start).
+        cp, wall = run(tb, pod, ["validate", "--timeout", "1s"], as_=UNPRIVILEGED)
+        expect_rc("no rules", cp, 42)
+        if "capture missing" not in cp.stderr or len(cp.stderr.strip().splitlines()) != 1:
+            fail(f"no rules: wanted one line saying capture is missing, got {cp.stderr!r}")
+        if wall > 3.0:
+            fail(f"no rules: took {wall:.2f} s with --timeout 1s")
+        print(f"no rules: exit {cp.returncode} after {wall:.2f} s (timeout 1s): {cp.stderr.strip()}")
+        cp, wall = run(tb, pod, ["validate", "--timeout", "500ms", "--failure-exit-code", "95"], as_=UNPRIVILEGED)
+        expect_rc("no rules, --failure-exit-code 95", cp, 95)
+
+        # Rules in place (native defaults, both families): fast success as a plain user.
+        cp, _ = run(tb, pod, [])
+        expect_rc("apply default capture", cp, 0)
+        walls, inproc = [], []
+        for _ in range(7):
+            cp, wall = run(tb, pod, ["validate"], as_=UNPRIVILEGED)
+            if expect_rc("validate with rules", cp, 0):
+                walls.append(wall)
+                ms = in_process_ms(cp)
+                if ms is not None:
+                    inproc.append(ms)
+        if walls:
+            med = statistics.median(walls)
+            print(f"validate with rules: median {med * 1000:.1f} ms per process (ip netns exec + setpriv included), "
+                  f"in-process median {statistics.median(inproc) if inproc else float('nan'):.2f} ms over {len(walls)} runs")
+            if med > 1.0:
+                fail(f"validate with rules: median {med:.2f} s, wanted well under 1 s")
+            if inproc and statistics.median(inproc) > 100:
+                fail(f"validate with rules: in-process median {statistics.median(inproc):.1f} ms, wanted < 100 ms")
+        cp, _ = run(tb, pod, ["validate", "--target", "[fd00:198:18::ffff]:15999,198.18.255.254:443"], as_=UNPRIVILEGED)
+        expect_rc("validate IPv6 and a second IPv4 target", cp, 0)
+        cp, _ = run(tb, pod, ["validate", "--timeout", "1s"], as_=AS_PROXY)
+        expect_rc("validate as the proxy UID (its traffic is never captured)", cp, 42)
+        cp, _ = run(tb, pod, ["validate", "--target", "127.0.0.6:15002", "--source", "127.0.0.1"], as_=AS_PROXY)
+        expect_rc("validate as the proxy UID via 127.0.0.6 (captured as inbound)", cp, 0)
+
+        # The proxy's port is taken: the check cannot run; say so.
+        holder = tb.serve(pod, [15001], family="4")
+        cp, wall = run(tb, pod, ["validate", "--timeout", "1s"], as_=UNPRIVILEGED)
+        expect_rc("port in use", cp, 1)
+        if "15001" not in cp.stderr:
+            fail(f"port in use: the error does not name the port: {cp.stderr!r}")
+        holder.stop()
+
+        # Rules for the wrong port: what arrives is refused, the check fails in time.
+        cp, _ = run(tb, pod, ["--outbound-port", "15011", "--inbound-port", "15016"])
+        expect_rc("apply wrong ports", cp, 0)
+        cp, wall = run(tb, pod, ["validate", "--timeout", "1s"], as_=UNPRIVILEGED)
+        expect_rc("rules for the wrong port", cp, 42)
+        if wall > 3.0:
+            fail(f"rules for the wrong port: took {wall:.2f} s with --timeout 1s")
+        print(f"wrong port: exit {cp.returncode} after {wall:.2f} s: {cp.stderr.strip()}")
+        cp, _ = run(tb, pod, ["validate", "--outbound-port", "15011", "--inbound-port", "15016"], as_=UNPRIVILEGED)
+        expect_rc("validate against the ports the rules use", cp, 0)
+        run(tb, pod, ["--cleanup"])
+
+        # Istio's validation container: --run-validation --skip-rule-apply as 1337.
+        istio_validate = ["istio-iptables", "--run-validation", "--skip-rule-apply", "--probe-timeout", "1s"]
+        cp, wall = run(tb, pod, istio_validate, as_=AS_PROXY)
+        expect_rc("istio validation, no rules", cp, 126)
+        if wall > 3.0:
+            fail(f"istio validation, no rules: took {wall:.2f} s with --probe-timeout 1s")
+        cp, _ = run(tb, pod, ["istio-iptables", "-p", "15001", "-z", "15006", "-u", "1337", "-m", "REDIRECT", "-i", "*",
+                              "-x", "", "-b", "*", "-d", "15090,15021,15020"])
+        expect_rc("istio apply", cp, 0)
+        t0 = time.monotonic()
+        cp, wall = run(tb, pod, istio_validate, as_=AS_PROXY)
+        expect_rc("istio validation as 1337, rules in place", cp, 0)
+        print(f"istio validation as 1337 with rules: exit {cp.returncode} in {wall * 1000:.1f} ms")
+        cp, _ = run(tb, pod, istio_validate, as_=UNPRIVILEGED)
+        expect_rc("istio validation as another UID, rules in place", cp, 0)
+        cp, _ = run(tb, pod, ["istio-iptables", "--cleanup-only"])
+        expect_rc("istio cleanup", cp, 0)
+        # Apply and validate in one run (the init-container variant).
+        cp, _ = run(tb, pod, ["istio-iptables", "-i", "*", "-b", "*", "--run-validation"])
+        expect_rc("istio apply + --run-validation", cp, 0)
+        run(tb, pod, ["--cleanup"])
+
+        # Linkerd's ports.
+        cp, _ = run(tb, pod, ["proxy-init", "-p", "4143", "-o", "4140", "-u", "2102"])
+        expect_rc("proxy-init apply", cp, 0)
+        cp, _ = run(tb, pod, ["validate", "--outbound-port", "4140", "--inbound-port", "4143"], as_=UNPRIVILEGED)
+        expect_rc("validate Linkerd's ports", cp, 0)
+        run(tb, pod, ["--cleanup"])
+        if "WEIR_" in tb.iptables_save(pod, 4) + tb.iptables_save(pod, 6):
+            fail("cleanup left weir rules")
+    print(f"{len(failures)} failures")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
