@@ -498,6 +498,29 @@ TEST_CASE("apply: a failure in the second commit leaves the namespace exactly as
   }
 }
 
+TEST_CASE("apply: a failed change away from TPROXY keeps the TPROXY rules and routes") {
+  REQUIRE_ROOT();
+  TestNs ns;
+  ns.touch_tables();
+  REQUIRE(apply(ns.target(), tproxy_spec()).ok());
+  auto snapshot = [&] {
+    return ns.save(Family::V4) + ns.save(Family::V6) + sh("ip -n " + ns.name() + " rule").out +
+           sh("ip -n " + ns.name() + " -6 rule").out + sh("ip -n " + ns.name() + " route show table 133").out +
+           sh("ip -n " + ns.name() + " -6 route show table 133").out;
+  };
+  std::string before = snapshot();
+  CHECK(before.find("lookup 133") != std::string::npos);
+  for (int n : {1, 2, 3}) {
+    auto backend = make_iptc_backend(IptcOptions{n, 10});
+    auto rep = apply(ns.target(), default_spec(), backend.get());
+    REQUIRE_FALSE(rep.ok());
+    CHECK_MESSAGE(snapshot() == before, "failing commit ", n);
+  }
+  auto ok = check(ns.target(), tproxy_spec());
+  REQUIRE(ok.ok());
+  CHECK(ok->diff.empty());
+}
+
 TEST_CASE("concurrency: writers to one namespace leave exactly one copy") {
   REQUIRE_ROOT();
   TestNs ns;
