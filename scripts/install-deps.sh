@@ -8,7 +8,7 @@ pkgs=(
   libiptc-dev libip4tc-dev libip6tc-dev libxtables-dev
   libnl-3-dev libnl-route-3-dev
   nlohmann-json3-dev libcli11-dev libspdlog-dev doctest-dev
-  iptables iproute2 containernetworking-plugins python3 procps util-linux
+  iptables iproute2 containernetworking-plugins python3 python3-yaml procps util-linux
 )
 
 missing=()
