@@ -24,6 +24,7 @@ void NetnsFlags::bind(CLI::App& app, bool required) {
       "(the only way to act on weir's own namespace)");
   if (required) o->required();
   app.add_option("--lock-timeout", lock_timeout_ms, "Milliseconds to wait for the namespace's lock")
+      ->check(CLI::NonNegativeNumber)
       ->check(CLI::Range(0, 3600 * 1000));
 }
 
@@ -100,10 +101,28 @@ class ApplyCommand : public Command {
   CaptureFlags flags_;
 };
 
+const char* to_string(DiffLine::Kind k) {
+  switch (k) {
+    case DiffLine::Missing: return "missing";
+    case DiffLine::Extra: return "extra";
+    case DiffLine::Changed: return "changed";
+  }
+  return "?";
+}
+
+nlohmann::json to_json(const PlanDiff& d) {
+  nlohmann::json lines = nlohmann::json::array();
+  for (const DiffLine& l : d.lines) {
+    lines.push_back({{"kind", to_string(l.kind)}, {"where", l.where}, {"wanted", l.wanted}, {"live", l.live}});
+  }
+  return {{"inSync", d.empty()}, {"diff", lines}};
+}
+
 class CheckCommand : public Command {
  public:
   void bind(CLI::App& app) override {
     netns_.bind(app, true);
+    output_.bind(app);
     flags_.bind(app);
   }
   Result<int> run() override {
@@ -112,16 +131,19 @@ class CheckCommand : public Command {
     const NetnsTarget t = netns_.target();
     Result<CheckReport> report = check(t, *spec);
     if (!report) return report.error();
-    if (report->diff.empty()) {
+    if (output_.json()) {
+      std::cout << to_json(report->diff).dump(2) << '\n';
+    } else if (!report->diff.empty()) {
+      std::cout << render_diff(report->diff);
+    } else {
       spdlog::info("{}: weir's rules match the plan", t.netns_path);
-      return kExitOk;
     }
-    std::cout << render_diff(report->diff);
-    return kExitDrift;
+    return report->diff.empty() ? kExitOk : kExitDrift;
   }
 
  private:
   NetnsFlags netns_;
+  OutputFlag output_;
   CaptureFlags flags_;
 };
 
