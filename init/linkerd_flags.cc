@@ -105,6 +105,12 @@ Result<LinkerdCommand> linkerd_command(const LinkerdFlags& f) {
   auto subnets = parse_cidr_list("--subnets-to-ignore", join(f.subnets_to_ignore));
   if (!subnets) return subnets.error();
   s.exclude_inbound_cidrs = *subnets;
+  // Linkerd returns everything leaving through lo, the proxy's traffic
+  // included. weir's plan would send the proxy's lo traffic to the pod's own
+  // address to the inbound port (Istio's rule); Linkerd's inbound proxy
+  // forwards to exactly that address (since 2.11), so it would loop.
+  // Excluding lo gives Linkerd's rule: out via lo -> RETURN, for everyone.
+  s.exclude_interfaces = {"lo"};
   s.ip_families = f.ipv6 ? IpFamilies::Dual : IpFamilies::V4;
   if (!f.ipv6) {  // no IPv6 rules, so IPv6 subnets have nothing to apply to
     std::erase_if(s.exclude_inbound_cidrs, [](const Cidr& c) { return c.family == Family::V6; });

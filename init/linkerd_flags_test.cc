@@ -38,6 +38,7 @@ TEST_CASE("linkerd: the chart's command line") {
   CHECK(s.exclude_outbound_ports == ports({{4567, 4567}, {4568, 4568}}));
   CHECK_FALSE(s.outbound_cidrs.has_value());
   CHECK(s.ip_families == IpFamilies::Dual);
+  CHECK(s.exclude_interfaces == std::vector<std::string>{"lo"});  // Linkerd: out via lo -> RETURN, proxy included
   CHECK_FALSE(c->simulate);
   CHECK(c->notes.empty());
 }

@@ -474,9 +474,9 @@ def linkerd_cases(net):
     captured(net, C, "inbound 15008 (no Istio tunnel port)", net.into(15008), 4143, pod.addr(15008))
     captured(net, C, "inbound 15020 (no Istio excludes)", net.into(15020), 4143, pod.addr(15020))
     direct(net, C, "the app calling its own pod address", net.out(pod.addr(8080)), 8080)
-    known_difference(C, "the proxy (uid 2102) forwarding inbound to the app at the pod's address goes straight "
-                     "through (Linkerd >= 2.11 forwards to the original address)",
-                     net.out(pod.addr(8080), uid=2102), 8080, None)
+    direct(net, C, "the proxy (uid 2102) forwarding inbound to the app at the pod's address (Linkerd >= 2.11 "
+           "forwards to the original address)", net.out(pod.addr(8080), uid=2102), 8080)
+    direct(net, C, "the app calling 127.0.0.1", net.out("127.0.0.1:8080"), 8080)
     net.clean()
 
     C = "linkerd 4190/4191 always ignored"
