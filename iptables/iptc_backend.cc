@@ -175,7 +175,7 @@ class IptcBackend : public Backend {
   Result<RulePlan> read(const std::vector<Family>& families) override {
     RulePlan out;
     for (Family f : families) {
-      auto rs = f == Family::V4 ? read_family<V4>(false) : read_family<V6>(false);
+      auto rs = f == Family::V4 ? read_family<V4>(true) : read_family<V6>(true);
       if (!rs) return rs.error();
       if (!rs->tables.empty()) out.rulesets.push_back(std::move(*rs));
       auto routes = routes::list(f);

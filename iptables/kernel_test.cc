@@ -628,6 +628,24 @@ TEST_CASE("ops: warnings for missing interfaces and lo down") {
   CHECK(all.find("REDIRECT to the proxy needs lo up") != std::string::npos);
 }
 
+TEST_CASE("read: counters count real packets") {
+  REQUIRE_ROOT();
+  TestNs ns;
+  REQUIRE(sh("ip -n " + ns.name() + " addr add 198.18.0.1/32 dev lo").code == 0);
+  REQUIRE(apply(ns.target(), default_spec()).ok());
+  // One TCP connection attempt inside the namespace (refused: nothing listens).
+  sh(ns.exec("timeout 2 bash -c 'echo > /dev/tcp/198.18.0.1/8080' "));
+  auto live = show(ns.target());
+  REQUIRE(live.ok());
+  const Ruleset* v4 = live->find(Family::V4);
+  REQUIRE(v4);
+  const Chain* out = v4->find("nat")->find("OUTPUT");
+  REQUIRE(out);
+  REQUIRE(out->rules.size() == 1);
+  CHECK(out->rules[0].counters.packets >= 1);
+  CHECK(out->rules[0].counters.bytes >= 40);
+}
+
 TEST_CASE("read: a foreign match inside a weir chain reads as unknown") {
   REQUIRE_ROOT();
   TestNs ns;
