@@ -187,6 +187,27 @@ def native_cases(net):
     direct(net, C, "inbound via eth0", net.into(8080), 8080)
     net.clean()
 
+    C = "native --kube-virt-interfaces"
+    net.run(["--kube-virt-interfaces", "eth0"])
+    captured(net, C, "inbound on a kube-virt interface goes to the outbound port", net.into(8080), 15001,
+             pod.addr(8080))
+    net.clean()
+    C = "native --config FILE, a flag overriding it"
+    cfg = os.path.join(net.tb.tmp, "spec.json")
+    with open(cfg, "w") as f:
+        f.write('{"outboundPort": 4140, "excludeOutboundPorts": "3306", "inboundPorts": "9090"}')
+    net.run(["--config", cfg, "--inbound-ports", "8080"])
+    captured(net, C, "outbound (outboundPort from the file)", net.out(peer.addr(8080)), 4140, peer.addr(8080))
+    direct(net, C, "outbound 3306 (excluded in the file)", net.out(peer.addr(3306)), 3306)
+    captured(net, C, "inbound 8080 (the flag wins)", net.into(8080), 15006, pod.addr(8080))
+    direct(net, C, "inbound 9090 (the file's value, overridden)", net.into(9090), 9090)
+    net.clean()
+    C = "native WEIR_DRY_RUN"
+    before = net.save(4)
+    cp = net.run([], env={"WEIR_DRY_RUN": "true"})
+    if "*nat" not in cp.stdout or net.save(4) != before:
+        fail(f"[{C}] wanted a printed plan and no change")
+
     C = "native --dry-run"
     before = (net.save(4), net.save(6))
     cp = net.run(["--dry-run", "--inbound-ports", "8080"])
@@ -335,9 +356,9 @@ def istio_cases(net):
 
 DNS_STUB = r"""
 import json, os, socket, sys, time
-deadline = time.monotonic() + 300
+deadline, port = time.monotonic() + 300, int(sys.argv[1])
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("127.0.0.1", 15053))  # as a DNS proxy does: replies then leave from 127.0.0.1, which conntrack un-NATs
+s.bind(("127.0.0.1", port))  # as a DNS proxy does: replies then leave from 127.0.0.1, which conntrack un-NATs
 s.settimeout(1.0)
 print("READY", flush=True)
 while time.monotonic() < deadline:
@@ -345,15 +366,16 @@ while time.monotonic() < deadline:
         data, peer = s.recvfrom(4096)
     except socket.timeout:
         continue
-    s.sendto(json.dumps({"proto": "udp", "landed": 15053, "local": "127.0.0.1:15053",
+    s.sendto(json.dumps({"proto": "udp", "landed": port, "local": "127.0.0.1:%d" % port,
                          "peer": "%s:%d" % peer, "orig_dst": None}).encode() + b"\n", peer)
 """
 
 
-def dns_stub(tb, pod):
+def dns_stub(tb, pod, port=15053):
     """The proxy's DNS listener: UDP 127.0.0.1:15053 as uid 1337 (weir-probe binds
     0.0.0.0, whose replies would leave from the pod's address and miss conntrack)."""
-    proc = tb.spawn(pod, ["setpriv", "--reuid=1337", "--regid=1337", "--clear-groups", sys.executable, "-c", DNS_STUB],
+    proc = tb.spawn(pod, ["setpriv", "--reuid=1337", "--regid=1337", "--clear-groups", sys.executable, "-c", DNS_STUB,
+                          str(port)],
                     name="dns-stub")
     deadline = time.monotonic() + 5
     while "READY" not in proc.output():
@@ -405,6 +427,33 @@ def istio_dns_cases(net):
             pass
     dns_pod.stop()
 
+    alt = dns_stub(tb, pod, 15054)
+    C = "native --redirect-dns --dns-servers --dns-port"
+    net.run(["--redirect-dns", "--dns-servers", far.ip4, "--dns-port", "15054"])
+    r = tb.connect(pod, far.addr(53), uid=1000, gid=1000, udp=True)
+    expect(C, "DNS to the listed server lands on 15054", r, 15054, r.get("orig_dst"))
+    r = tb.connect(pod, peer.addr(53), uid=1000, gid=1000, udp=True)
+    expect(C, "DNS to another server goes out", r, 53, r.get("orig_dst"))
+    net.clean()
+    C = "native --redirect-dns --resolv-conf"
+    conf = os.path.join(tb.tmp, "resolv.conf")
+    with open(conf, "w") as f:
+        f.write(f"nameserver {peer.ip4}\noptions ndots:5\n")
+    net.run(["--redirect-dns", "--resolv-conf", conf, "--dns-port", "15054"])
+    r = tb.connect(pod, peer.addr(53), uid=1000, gid=1000, udp=True)
+    expect(C, "DNS to the resolv.conf server lands on 15054", r, 15054, r.get("orig_dst"))
+    r = tb.connect(pod, far.addr(53), uid=1000, gid=1000, udp=True)
+    expect(C, "DNS to another server goes out", r, 53, r.get("orig_dst"))
+    net.clean()
+    C = "native --redirect-dns --capture-all-dns"
+    net.run(["--redirect-dns", "--capture-all-dns", "--dns-port", "15054"])
+    r = tb.connect(pod, far.addr(53), uid=1000, gid=1000, udp=True)
+    expect(C, "DNS to any server lands on 15054", r, 15054, r.get("orig_dst"))
+    r = tb.connect(pod, far.addr(53), uid=1337, gid=1337, udp=True)
+    expect(C, "the proxy's DNS goes out", r, 53, r.get("orig_dst"))
+    net.clean()
+    alt.stop()
+
 
 def istio_drop_invalid_case(net):
     """--drop-invalid: a packet conntrack calls INVALID (TCP SYN+FIN) is dropped
@@ -429,17 +478,29 @@ def istio_drop_invalid_case(net):
     net.clean()
 
 
-def istio_tproxy_case(tb):
-    """-m TPROXY: inbound arrives on 15006 with the client's real address."""
-    C = "istio -m TPROXY"
+def tproxy_cases(tb):
+    """TPROXY: inbound arrives on 15006 with the client's real address; the mark
+    and route table flags reach the policy routing."""
     pod = tb.add_pod("tp")
     client = tb.add_pod("tpc")
     tb.sidecar(pod, transparent=True)
     tb.serve(pod, [8080], uid=1000, gid=1000)
-    cp = tb.exec(pod, [WEIR_INIT, "istio-iptables", "-i", "*", "-b", "*", "-m", "TPROXY", "--dual-stack"])
+    tproxy_case(tb, pod, client, "istio -m TPROXY -t -r",
+                ["istio-iptables", "-i", "*", "-b", "*", "-m", "TPROXY", "--dual-stack", "-t", "1400", "-r", "140"],
+                1400, 140)
+    tproxy_case(tb, pod, client, "native --inbound-mode tproxy --tproxy-mark --tproxy-route-table",
+                ["--inbound-mode", "tproxy", "--tproxy-mark", "1500", "--tproxy-route-table", "150"], 1500, 150)
+
+
+def tproxy_case(tb, pod, client, C, args, mark, table):
+    cp = tb.exec(pod, [WEIR_INIT] + args)
     if cp.returncode != 0:
         fail(f"[{C}] exit {cp.returncode}: {cp.stderr.strip()}")
         return
+    for fam in (4, 6):
+        rules = tb.exec(pod, ["ip", f"-{fam}", "rule", "show"], check=True).stdout
+        if f"fwmark {hex(mark)} lookup {table}" not in rules:
+            fail(f"[{C}] ipv{fam}: no policy rule for mark {mark} / table {table}: {rules}")
     for fam in (4, 6):
         r = tb.connect(client, pod.addr(8080, fam))
         expect(C, f"inbound ipv{fam} lands on 15006", r, 15006, r.get("orig_dst"))
@@ -448,9 +509,10 @@ def istio_tproxy_case(tb):
     r = tb.connect(pod, client.addr(9999), uid=1000, gid=1000)
     expect(C, "outbound still REDIRECTed to 15001", r, 15001, client.addr(9999))
     tb.exec(pod, [WEIR_INIT, "--cleanup"], check=True)
-    rules = tb.exec(pod, ["ip", "rule", "show"], check=True).stdout
-    if "lookup 133" in rules:
-        fail(f"[{C}] cleanup left the TPROXY policy route: {rules}")
+    for fam in (4, 6):
+        rules = tb.exec(pod, ["ip", f"-{fam}", "rule", "show"], check=True).stdout
+        if f"lookup {table}" in rules:
+            fail(f"[{C}] cleanup left the TPROXY policy route (ipv{fam}): {rules}")
 
 
 # ---------------------------------------------------------------- Linkerd
@@ -553,9 +615,9 @@ def main():
             except Exception:
                 pass
         try:
-            istio_tproxy_case(tb)
+            tproxy_cases(tb)
         except Exception as e:
-            fail(f"istio_tproxy_case: {type(e).__name__}: {e}")
+            fail(f"tproxy_cases: {type(e).__name__}: {e}")
     note(f"{checks} traffic checks, {len(failures)} failures, {len(known)} known differences, "
          f"{time.monotonic() - start:.1f} s")
     return 1 if failures else 0
