@@ -135,6 +135,13 @@ def main():
         print(f"istio validation as 1337 with rules: exit {cp.returncode} in {wall * 1000:.1f} ms")
         cp, _ = run(tb, pod, istio_validate, as_=UNPRIVILEGED)
         expect_rc("istio validation as another UID, rules in place", cp, 0)
+        cp, _ = run(tb, pod, istio_validate + ["--iptables-probe-port", "15999"], as_=AS_PROXY)
+        expect_rc("istio validation with --iptables-probe-port", cp, 0)
+        cp, wall = run(tb, pod, ["istio-iptables", "--run-validation", "--skip-rule-apply", "-z", "15106",
+                                 "--probe-timeout", "500ms"], as_=AS_PROXY)
+        expect_rc("istio validation expecting another inbound port", cp, 126)
+        if wall > 2.5:
+            fail(f"istio validation, wrong port: took {wall:.2f} s with --probe-timeout 500ms")
         cp, _ = run(tb, pod, ["istio-iptables", "--cleanup-only"])
         expect_rc("istio cleanup", cp, 0)
         # Apply and validate in one run (the init-container variant).
