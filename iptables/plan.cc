@@ -415,7 +415,7 @@ std::optional<Table> raw_table(const CaptureSpec& s, Family f) {
     q.dst = server;
     q.proto = Proto::Udp;
     q.dport = PortMatch{{53, 53}, false};
-    q.comment = "applications' DNS queries in conntrack zone 2";
+    q.comment = "DNS queries of applications in conntrack zone 2";
     output.push_back(std::move(q));
     Rule a = with_target(Rule{}, CtZone{1});
     a.src = server;
