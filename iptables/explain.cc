@@ -12,6 +12,7 @@
 
 #include "render.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -505,9 +506,25 @@ std::string render_explanation(const Explanation& e) {
   s += std::string(", ctstate ") + to_string(p.ct_state) + ", mark " + hex(p.mark);
   if (p.connmark != 0) s += ", connmark " + hex(p.connmark);
   s += "\n";
+  // Steps are indented by how deep the walk was: a chain already on the
+  // stack means the walk returned to it, any other chain was jumped into.
+  std::string table;
+  std::vector<std::string> stack;
   for (const auto& st : e.steps) {
-    s += std::string(st.matched ? "  match " : "  skip  ") + st.table + " " + st.rule_text + "\n";
-    if (!st.effect.empty()) s += std::string("          ") + (st.matched ? "=> " : "   ") + st.effect + "\n";
+    if (st.table != table) {
+      table = st.table;
+      stack.clear();
+      s += "table " + table + ":\n";
+    }
+    auto it = std::find(stack.begin(), stack.end(), st.chain);
+    if (it == stack.end()) {
+      stack.push_back(st.chain);
+    } else {
+      stack.erase(it + 1, stack.end());
+    }
+    const std::string indent(2 * stack.size(), ' ');
+    s += indent + (st.matched ? "match " : "skip  ") + st.rule_text + "\n";
+    if (!st.effect.empty()) s += indent + "      " + (st.matched ? "=> " : "") + st.effect + "\n";
   }
   for (const auto& n : e.notes) s += "note: " + n + "\n";
   s += "verdict: " + e.summary + "\n";
