@@ -38,12 +38,13 @@ std::unique_ptr<Command> make_explain_command();
 // --netns and --lock-timeout, shared by the commands that touch a namespace.
 struct NetnsFlags {
   std::string netns;
-  int lock_timeout_ms = 10000;
+  std::string lock_timeout_ms = "10000";
 
   // `required`: whether --netns must be given.
   void bind(CLI::App& app, bool required);
   // The target; the CLI's own namespace is allowed only for "--netns self".
-  NetnsTarget target() const;
+  // Error when --lock-timeout is not a number of milliseconds.
+  Result<NetnsTarget> target() const;
 };
 
 // --output text|json.

@@ -23,18 +23,22 @@ void NetnsFlags::bind(CLI::App& app, bool required) {
       "Target network namespace: a path, a name (/var/run/netns/NAME), pid:N, or \"self\" "
       "(the only way to act on weir's own namespace)");
   if (required) o->required();
-  app.add_option("--lock-timeout", lock_timeout_ms, "Milliseconds to wait for the namespace's lock")
-      ->check(CLI::NonNegativeNumber)
-      ->check(CLI::Range(0, 3600 * 1000));
+  app.add_option("--lock-timeout", lock_timeout_ms, "Milliseconds to wait for the namespace's lock (default 10000)");
 }
 
-NetnsTarget NetnsFlags::target() const {
+Result<NetnsTarget> NetnsFlags::target() const {
+  constexpr uint32_t kMaxLockTimeoutMs = 3600 * 1000;
+  Result<uint32_t> timeout = parse_u32_value("--lock-timeout", lock_timeout_ms);
+  if (!timeout) return timeout.error();
+  if (*timeout > kMaxLockTimeoutMs) {
+    return Error{ErrorKind::InvalidArgument, "--lock-timeout: " + lock_timeout_ms + " ms is more than an hour"};
+  }
   NetnsTarget t;
   t.netns_path = netns_path(netns);
   // A typo must never capture the node's own traffic: only the literal word
   // "self" lets the library act on the namespace weir runs in.
   t.allow_own_netns = netns == "self";
-  t.lock_timeout_ms = lock_timeout_ms;
+  t.lock_timeout_ms = static_cast<int>(*timeout);
   return t;
 }
 
@@ -88,11 +92,12 @@ class ApplyCommand : public Command {
   Result<int> run() override {
     Result<CaptureSpec> spec = flags_.build();
     if (!spec) return spec.error();
-    const NetnsTarget t = netns_.target();
-    Result<ApplyReport> report = apply(t, *spec);
+    Result<NetnsTarget> t = netns_.target();
+    if (!t) return t.error();
+    Result<ApplyReport> report = apply(*t, *spec);
     if (!report) return report.error();
     for (const std::string& w : report->warnings) spdlog::warn("{}", w);
-    spdlog::info("applied {} rules to {}", count_rules(report->plan), t.netns_path);
+    spdlog::info("applied {} rules to {}", count_rules(report->plan), t->netns_path);
     return kExitOk;
   }
 
@@ -128,15 +133,16 @@ class CheckCommand : public Command {
   Result<int> run() override {
     Result<CaptureSpec> spec = flags_.build();
     if (!spec) return spec.error();
-    const NetnsTarget t = netns_.target();
-    Result<CheckReport> report = check(t, *spec);
+    Result<NetnsTarget> t = netns_.target();
+    if (!t) return t.error();
+    Result<CheckReport> report = check(*t, *spec);
     if (!report) return report.error();
     if (output_.json()) {
       std::cout << to_json(report->diff).dump(2) << '\n';
     } else if (!report->diff.empty()) {
       std::cout << render_diff(report->diff);
     } else {
-      spdlog::info("{}: weir's rules match the plan", t.netns_path);
+      spdlog::info("{}: weir's rules match the plan", t->netns_path);
     }
     return report->diff.empty() ? kExitOk : kExitDrift;
   }
@@ -151,9 +157,10 @@ class CleanCommand : public Command {
  public:
   void bind(CLI::App& app) override { netns_.bind(app, true); }
   Result<int> run() override {
-    const NetnsTarget t = netns_.target();
-    if (Status st = clean(t); !st) return st.error();
-    spdlog::info("removed weir's rules from {}", t.netns_path);
+    Result<NetnsTarget> t = netns_.target();
+    if (!t) return t.error();
+    if (Status st = clean(*t); !st) return st.error();
+    spdlog::info("removed weir's rules from {}", t->netns_path);
     return kExitOk;
   }
 
@@ -168,7 +175,9 @@ class ShowCommand : public Command {
     output_.bind(app);
   }
   Result<int> run() override {
-    Result<RulePlan> live = show(netns_.target());
+    Result<NetnsTarget> t = netns_.target();
+    if (!t) return t.error();
+    Result<RulePlan> live = show(*t);
     if (!live) return live.error();
     print_plan(*live, output_, RenderOptions{.counters = true});
     return kExitOk;

@@ -96,11 +96,12 @@ class ExplainCommand : public Command {
       rules = plan(*spec);
       source = "planned from the capture flags";
     } else {
-      const NetnsTarget t = netns_.target();
-      Result<RulePlan> live = show(t);
+      Result<NetnsTarget> t = netns_.target();
+      if (!t) return t.error();
+      Result<RulePlan> live = show(*t);
       if (!live) return live.error();
       rules = std::move(*live);
-      source = "live rules of " + t.netns_path;
+      source = "live rules of " + t->netns_path;
     }
     if (!rules.find(packet->family)) {
       return Error{ErrorKind::InvalidArgument,

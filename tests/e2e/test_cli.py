@@ -146,6 +146,7 @@ BAD = [
     (["plan", "--no-such-flag"], ["--no-such-flag"]),
     (["plan", "--output", "yaml"], ["--output", "yaml"]),
     (["apply"], ["--netns"]),
+    (["apply", "--netns", "x", "--lock-timeout", "soon"], ["--lock-timeout", "soon"]),
     (["explain", "--direction", "outbound"], ["--dport"]),
     (["explain", "--direction", "sideways", "--dport", "80"], ["--direction", "sideways"]),
     (["explain", "--direction", "outbound", "--dport", "80", "--src", "198.18.0.1", "--dst", "fd00::1"],
@@ -287,6 +288,13 @@ def test_apply_check_show_clean(ns):
     check("check after re-apply: exit 0", r.returncode == 0, show(r))
     r = weir("check", "--netns", ns, "--outbound-port", "15101")
     check("check against a different spec: exit 1", r.returncode == 1 and "15101" in r.stdout, show(r))
+    r = weir("check", "--netns", ns, "--outbound-port", "15101", "-o", "json")
+    try:
+        j = json.loads(r.stdout)
+    except json.JSONDecodeError:
+        j = {}
+    check("check --output json: inSync false and the diff", r.returncode == 1 and j.get("inSync") is False
+          and any("15101" in (l.get("wanted") or "") for l in j.get("diff", [])), show(r))
 
     # show, also via pid:N of a process living in the namespace.
     sleeper = subprocess.Popen(["ip", "netns", "exec", ns, "sleep", "60"])
