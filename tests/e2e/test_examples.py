@@ -272,7 +272,7 @@ def check_in_testbed(manifests, conflist):
         plain = tb.add_pod_cni("plain", plugins, annotations={}, **kw)
         for p in (app, plain):
             tb.serve(p, [8080, 15020])
-        tb.sidecar(app)
+        sidecar = tb.sidecar(app)
         r = tb.connect(app, plain.addr(8080), uid=1000)
         check(r.get("landed") == 15001 and r.get("orig_dst") == plain.addr(8080),
               f"conflist: annotated pod's outbound lands on 15001, SO_ORIGINAL_DST {plain.addr(8080)}: {r}")
@@ -286,7 +286,9 @@ def check_in_testbed(manifests, conflist):
         r = tb.connect(plain, peer.addr(8080), uid=1000)
         check(r.get("landed") == 8080 and not r.get("orig_dst"), f"conflist: the pod without the annotation is not captured: {r}")
 
-        # The validation pod's command line, as UID 1000 with no capabilities.
+        # The validation pod's command line, as UID 1000 with no capabilities. It
+        # runs before the proxy starts (it listens on the proxy's ports itself).
+        sidecar.stop()
         val = [c for c in manifests.get("k8s/pod-validate.yaml", [])]
         if val and have(WEIR_INIT):
             args = val[0]["args"]
