@@ -4,6 +4,9 @@
 //                    [--udp] [--uid U --gid G] [--ready-file F] [--max-seconds N]
 //   weir-probe connect --to ADDR:PORT|[V6]:PORT [--udp] [--uid U] [--gid G]
 //                      [--src ADDR] [--timeout-ms 2000]
+//   weir-probe dns-serve --port P [...] [--answer ADDR ...] [--upstream ADDR:PORT]
+//   weir-probe dns-query --server ADDR:PORT [--name N] [--type A|AAAA|TXT] [--tcp]
+//                        [--uid U] [--gid G] [--src ADDR] [--timeout-ms 2000]
 //
 // `serve` answers every TCP connection (or UDP datagram) with one JSON line
 //   {"proto":"tcp","landed":P,"local":"a:p","peer":"a:p","orig_dst":"a:p"|null}
@@ -15,6 +18,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/capability.h>
 #include <linux/netfilter_ipv4.h>
 #include <linux/netfilter_ipv6/ip6_tables.h>
 #include <netinet/in.h>
@@ -23,6 +27,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -135,6 +140,32 @@ void drop_privileges(std::optional<uint32_t> uid, std::optional<uint32_t> gid) {
   if (uid && setuid(*uid) != 0) fail("setuid " + std::to_string(*uid));
 }
 
+void set_capabilities(std::initializer_list<int> caps) {
+  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2] = {};
+  for (int c : caps) {
+    data[c / 32].effective |= 1u << (c % 32);
+    data[c / 32].permitted |= 1u << (c % 32);
+  }
+  if (syscall(SYS_capset, &hdr, data) != 0) fail("capset");
+}
+
+// A server becomes its uid/gid BEFORE opening sockets: a socket carries its
+// creator's credentials, and that is what `-m owner` matches (a UDP reply sent
+// on a socket root created would not count as the proxy's). It keeps only what
+// binding needs (low ports, IP_TRANSPARENT, the ready file) until
+// drop_capabilities().
+void become(std::optional<uint32_t> uid, std::optional<uint32_t> gid) {
+  if (!uid && !gid) return;
+  prctl(PR_SET_KEEPCAPS, 1);
+  drop_privileges(uid, gid);
+  set_capabilities({CAP_NET_BIND_SERVICE, CAP_NET_ADMIN, CAP_NET_RAW, CAP_DAC_OVERRIDE});
+}
+
+void drop_capabilities(std::optional<uint32_t> uid, std::optional<uint32_t> gid) {
+  if (uid || gid) set_capabilities({});
+}
+
 std::string orig_dst_of_tcp(int fd, const sockaddr_storage& local) {
   sockaddr_storage orig{};
   socklen_t len = sizeof orig;
@@ -177,6 +208,7 @@ struct Listener {
   Sock sock;
   uint16_t port;
   int family;
+  bool udp = false;
 };
 
 struct ServeOptions {
@@ -223,7 +255,7 @@ Listener open_listener(const ServeOptions& o, int family, uint16_t port) {
   if (bind(s.get(), reinterpret_cast<sockaddr*>(&ss), addr_len(ss)) != 0)
     fail("bind " + addr_to_string(ss) + (o.udp ? "/udp" : "/tcp"));
   if (!o.udp && listen(s.get(), 128) != 0) fail("listen " + addr_to_string(ss));
-  return Listener{std::move(s), port, family};
+  return Listener{std::move(s), port, family, o.udp};
 }
 
 void answer_tcp(const Listener& l) {
@@ -237,79 +269,100 @@ void answer_tcp(const Listener& l) {
   write_all(STDOUT_FILENO, line);
 }
 
-void answer_udp(const Listener& l) {
-  char buf[2048];
-  char cbuf[512];
+// One received datagram with the addresses needed to answer it.
+struct Datagram {
+  std::string data;
   sockaddr_storage peer{}, local{}, orig{};
+  socklen_t peer_len = 0;
+  bool have_pktinfo = false;
+  in_pktinfo pi4{};
+  in6_pktinfo pi6{};
+
+  std::string orig_dst() const {
+    if (orig.ss_family == 0 || same_addr(orig, local)) return {};
+    return addr_to_string(orig);
+  }
+};
+
+std::optional<Datagram> recv_datagram(const Listener& l) {
+  Datagram d;
+  char buf[4096];
+  char cbuf[512];
   iovec iov{buf, sizeof buf};
   msghdr msg{};
-  msg.msg_name = &peer;
-  msg.msg_namelen = sizeof peer;
+  msg.msg_name = &d.peer;
+  msg.msg_namelen = sizeof d.peer;
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
   msg.msg_control = cbuf;
   msg.msg_controllen = sizeof cbuf;
-  if (recvmsg(l.sock.get(), &msg, 0) < 0) return;
+  ssize_t n = recvmsg(l.sock.get(), &msg, 0);
+  if (n < 0) return std::nullopt;
+  d.data.assign(buf, static_cast<size_t>(n));
+  d.peer_len = msg.msg_namelen;
 
   // The local address the datagram reached: the reply leaves from it, so
   // conntrack can undo a REDIRECT on the way back.
-  local.ss_family = static_cast<sa_family_t>(l.family);
-  in_pktinfo pi4{};
-  in6_pktinfo pi6{};
-  bool have_pi = false;
+  d.local.ss_family = static_cast<sa_family_t>(l.family);
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
     if (c->cmsg_level == SOL_IP && c->cmsg_type == IP_PKTINFO) {
-      std::memcpy(&pi4, CMSG_DATA(c), sizeof pi4);
-      auto* a = reinterpret_cast<sockaddr_in*>(&local);
-      a->sin_addr = pi4.ipi_addr;
+      std::memcpy(&d.pi4, CMSG_DATA(c), sizeof d.pi4);
+      auto* a = reinterpret_cast<sockaddr_in*>(&d.local);
+      a->sin_addr = d.pi4.ipi_addr;
       a->sin_port = htons(l.port);
-      have_pi = true;
+      d.have_pktinfo = true;
     } else if (c->cmsg_level == SOL_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
-      std::memcpy(&pi6, CMSG_DATA(c), sizeof pi6);
-      auto* a = reinterpret_cast<sockaddr_in6*>(&local);
-      a->sin6_addr = pi6.ipi6_addr;
+      std::memcpy(&d.pi6, CMSG_DATA(c), sizeof d.pi6);
+      auto* a = reinterpret_cast<sockaddr_in6*>(&d.local);
+      a->sin6_addr = d.pi6.ipi6_addr;
       a->sin6_port = htons(l.port);
-      have_pi = true;
+      d.have_pktinfo = true;
     } else if ((c->cmsg_level == SOL_IP && c->cmsg_type == IP_ORIGDSTADDR) ||
                (c->cmsg_level == SOL_IPV6 && c->cmsg_type == IPV6_ORIGDSTADDR)) {
-      std::memcpy(&orig, CMSG_DATA(c), std::min<size_t>(c->cmsg_len - CMSG_LEN(0), sizeof orig));
+      std::memcpy(&d.orig, CMSG_DATA(c), std::min<size_t>(c->cmsg_len - CMSG_LEN(0), sizeof d.orig));
     }
   }
-  std::string orig_dst;
-  if (orig.ss_family != 0 && !same_addr(orig, local)) orig_dst = addr_to_string(orig);
-  std::string line = report("udp", l.port, local, peer, orig_dst).dump() + "\n";
+  return d;
+}
 
-  iovec out{line.data(), line.size()};
+void reply_datagram(const Listener& l, const Datagram& d, const std::string& payload) {
+  iovec out{const_cast<char*>(payload.data()), payload.size()};
   msghdr reply{};
   char obuf[CMSG_SPACE(sizeof(in6_pktinfo))] = {};
-  reply.msg_name = &peer;
-  reply.msg_namelen = msg.msg_namelen;
+  reply.msg_name = const_cast<sockaddr_storage*>(&d.peer);
+  reply.msg_namelen = d.peer_len;
   reply.msg_iov = &out;
   reply.msg_iovlen = 1;
-  if (have_pi) {
+  if (d.have_pktinfo) {
     reply.msg_control = obuf;
-    cmsghdr* c = nullptr;
     if (l.family == AF_INET) {
       reply.msg_controllen = CMSG_SPACE(sizeof(in_pktinfo));
-      c = CMSG_FIRSTHDR(&reply);
+      cmsghdr* c = CMSG_FIRSTHDR(&reply);
       c->cmsg_level = SOL_IP;
       c->cmsg_type = IP_PKTINFO;
       c->cmsg_len = CMSG_LEN(sizeof(in_pktinfo));
       in_pktinfo src{};
-      src.ipi_spec_dst = pi4.ipi_addr;
+      src.ipi_spec_dst = d.pi4.ipi_addr;
       std::memcpy(CMSG_DATA(c), &src, sizeof src);
     } else {
       reply.msg_controllen = CMSG_SPACE(sizeof(in6_pktinfo));
-      c = CMSG_FIRSTHDR(&reply);
+      cmsghdr* c = CMSG_FIRSTHDR(&reply);
       c->cmsg_level = SOL_IPV6;
       c->cmsg_type = IPV6_PKTINFO;
       c->cmsg_len = CMSG_LEN(sizeof(in6_pktinfo));
       in6_pktinfo src{};
-      src.ipi6_addr = pi6.ipi6_addr;
+      src.ipi6_addr = d.pi6.ipi6_addr;
       std::memcpy(CMSG_DATA(c), &src, sizeof src);
     }
   }
   sendmsg(l.sock.get(), &reply, 0);
+}
+
+void answer_udp(const Listener& l) {
+  auto d = recv_datagram(l);
+  if (!d) return;
+  std::string line = report("udp", l.port, d->local, d->peer, d->orig_dst()).dump() + "\n";
+  reply_datagram(l, *d, line);
   write_all(STDOUT_FILENO, line);
 }
 
@@ -326,13 +379,14 @@ void write_ready_file(const std::string& path) {
 int serve(const ServeOptions& o) {
   // A safety limit: a probe a test forgot still goes away.
   alarm(static_cast<unsigned>(o.max_seconds));
+  become(o.uid, o.gid);
   std::vector<Listener> ls;
   for (uint16_t p : o.ports) {
     if (o.family == "4" || o.family == "both") ls.push_back(open_listener(o, AF_INET, p));
     if (o.family == "6" || o.family == "both") ls.push_back(open_listener(o, AF_INET6, p));
   }
   if (!o.ready_file.empty()) write_ready_file(o.ready_file);
-  drop_privileges(o.uid, o.gid);
+  drop_capabilities(o.uid, o.gid);
 
   std::vector<pollfd> fds;
   for (auto& l : ls) fds.push_back(pollfd{l.sock.get(), POLLIN, 0});
@@ -373,23 +427,19 @@ bool wait_for(int fd, short events, int64_t deadline) {
   }
 }
 
-int connect_cmd(const ConnectOptions& o) {
-  auto to = parse_addr(o.to, true);
-  if (!to) throw ProbeError{"--to " + o.to + ": not ADDR:PORT or [V6ADDR]:PORT"};
-  drop_privileges(o.uid, o.gid);
-  int64_t deadline = now_ms() + o.timeout_ms;
-
-  Sock s(socket(to->ss_family, (o.udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+// A socket connected (TCP: established) to `to` before the deadline.
+Sock connect_to(const sockaddr_storage& to, bool udp, const std::string& src, int64_t deadline) {
+  Sock s(socket(to.ss_family, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (s.get() < 0) fail("socket");
-  if (!o.src.empty()) {
-    auto src = parse_addr(o.src, false);
-    if (!src || src->ss_family != to->ss_family) throw ProbeError{"--src " + o.src + ": not an address of the target's family"};
-    if (bind(s.get(), reinterpret_cast<sockaddr*>(&*src), addr_len(*src)) != 0) fail("bind " + o.src);
+  if (!src.empty()) {
+    auto a = parse_addr(src, false);
+    if (!a || a->ss_family != to.ss_family) throw ProbeError{"--src " + src + ": not an address of the target's family"};
+    if (bind(s.get(), reinterpret_cast<sockaddr*>(&*a), addr_len(*a)) != 0) fail("bind " + src);
   }
-  std::string where = addr_to_string(*to);
-  if (connect(s.get(), reinterpret_cast<sockaddr*>(&*to), addr_len(*to)) != 0 && errno != EINPROGRESS)
+  std::string where = addr_to_string(to);
+  if (connect(s.get(), reinterpret_cast<const sockaddr*>(&to), addr_len(to)) != 0 && errno != EINPROGRESS)
     fail("connect " + where);
-  if (!o.udp) {
+  if (!udp) {
     if (!wait_for(s.get(), POLLOUT, deadline)) throw ProbeError{"connect " + where + ": timed out"};
     int err = 0;
     socklen_t len = sizeof err;
@@ -398,7 +448,18 @@ int connect_cmd(const ConnectOptions& o) {
       errno = err;
       fail("connect " + where);
     }
-  } else {
+  }
+  return s;
+}
+
+int connect_cmd(const ConnectOptions& o) {
+  auto to = parse_addr(o.to, true);
+  if (!to) throw ProbeError{"--to " + o.to + ": not ADDR:PORT or [V6ADDR]:PORT"};
+  drop_privileges(o.uid, o.gid);
+  int64_t deadline = now_ms() + o.timeout_ms;
+  std::string where = addr_to_string(*to);
+  Sock s = connect_to(*to, o.udp, o.src, deadline);
+  if (o.udp) {
     const char ping[] = "weir-probe\n";
     if (send(s.get(), ping, sizeof ping - 1, 0) < 0) fail("send to " + where);
   }
@@ -416,6 +477,308 @@ int connect_cmd(const ConnectOptions& o) {
   line.resize(line.find('\n') + 1);
   write_all(STDOUT_FILENO, line);
   return 0;
+}
+
+// ---------------------------------------------------------------- DNS
+//
+// A DNS stub for DNS-capture tests: `dns-serve` answers A/AAAA queries with
+// fixed addresses plus a TXT record holding its report (so the client learns
+// where its query landed), or, with --upstream, forwards each query there and
+// relays the reply (the proxy's own DNS, which capture must let through).
+// `dns-query` sends one query and prints {"rcode","answers","report"}.
+
+constexpr uint16_t kTypeA = 1, kTypeTxt = 16, kTypeAaaa = 28;
+
+void put16(std::string& m, uint16_t v) {
+  m.push_back(static_cast<char>(v >> 8));
+  m.push_back(static_cast<char>(v & 0xff));
+}
+
+uint16_t get16(const std::string& m, size_t off) {
+  return static_cast<uint16_t>((static_cast<uint8_t>(m[off]) << 8) | static_cast<uint8_t>(m[off + 1]));
+}
+
+// Skips a (possibly compressed) name; returns the offset after it, 0 if malformed.
+size_t skip_name(const std::string& m, size_t off, std::string* text = nullptr) {
+  for (int labels = 0; off < m.size() && labels < 128; ++labels) {
+    auto len = static_cast<uint8_t>(m[off]);
+    if (len == 0) return off + 1;
+    if ((len & 0xc0) == 0xc0) return off + 2 <= m.size() ? off + 2 : 0;
+    if (off + 1 + len > m.size()) return 0;
+    if (text) *text += m.substr(off + 1, len) + ".";
+    off += 1 + len;
+  }
+  return 0;
+}
+
+struct DnsQuestion {
+  std::string name;  // "x.example."
+  uint16_t type = 0;
+  size_t end = 0;    // offset just after the question
+};
+
+std::optional<DnsQuestion> parse_question(const std::string& m) {
+  if (m.size() < 12 || get16(m, 4) < 1) return std::nullopt;
+  DnsQuestion q;
+  size_t off = skip_name(m, 12, &q.name);
+  if (off == 0 || off + 4 > m.size()) return std::nullopt;
+  q.type = get16(m, off);
+  q.end = off + 4;
+  return q;
+}
+
+std::string build_query(uint16_t id, const std::string& name, uint16_t type) {
+  std::string m;
+  put16(m, id);
+  put16(m, 0x0100);  // standard query, recursion desired
+  put16(m, 1);
+  put16(m, 0);
+  put16(m, 0);
+  put16(m, 0);
+  size_t start = 0;
+  while (start < name.size()) {
+    size_t dot = name.find('.', start);
+    if (dot == std::string::npos) dot = name.size();
+    std::string label = name.substr(start, dot - start);
+    if (label.empty() || label.size() > 63) throw ProbeError{"--name " + name + ": not a DNS name"};
+    m.push_back(static_cast<char>(label.size()));
+    m += label;
+    start = dot + 1;
+  }
+  m.push_back(0);
+  put16(m, type);
+  put16(m, 1);  // IN
+  return m;
+}
+
+void put_record(std::string& m, uint16_t type, const std::string& rdata) {
+  put16(m, 0xc00c);  // the question's name
+  put16(m, type);
+  put16(m, 1);
+  put16(m, 0);  // TTL 0: nothing should cache test answers
+  put16(m, 0);
+  put16(m, static_cast<uint16_t>(rdata.size()));
+  m += rdata;
+}
+
+// The reply to `query`: the answers of the question's family, then the TXT report.
+std::string build_answer(const std::string& query, const DnsQuestion& q, const std::vector<std::string>& addrs,
+                         const std::string& txt, int rcode = 0) {
+  std::string records;
+  int count = 0;
+  for (const auto& a : addrs) {
+    in6_addr a6{};
+    in_addr a4{};
+    if (q.type == kTypeA && inet_pton(AF_INET, a.c_str(), &a4) == 1) {
+      put_record(records, kTypeA, std::string(reinterpret_cast<char*>(&a4), 4));
+      ++count;
+    } else if (q.type == kTypeAaaa && inet_pton(AF_INET6, a.c_str(), &a6) == 1) {
+      put_record(records, kTypeAaaa, std::string(reinterpret_cast<char*>(&a6), 16));
+      ++count;
+    }
+  }
+  if (!txt.empty()) {
+    std::string rdata;
+    for (size_t off = 0; off < txt.size(); off += 255) {
+      std::string chunk = txt.substr(off, 255);
+      rdata.push_back(static_cast<char>(chunk.size()));
+      rdata += chunk;
+    }
+    put_record(records, kTypeTxt, rdata);
+    ++count;
+  }
+  std::string m = query.substr(0, 2);
+  put16(m, static_cast<uint16_t>(0x8180 | (rcode & 0xf)));  // response, RD, RA
+  put16(m, 1);
+  put16(m, static_cast<uint16_t>(count));
+  put16(m, 0);
+  put16(m, 0);
+  m += query.substr(12, q.end - 12);
+  return m + records;
+}
+
+json parse_reply(const std::string& m) {
+  auto q = parse_question(m);
+  if (!q || !(static_cast<uint8_t>(m[2]) & 0x80)) throw ProbeError{"reply is not a DNS response"};
+  json out{{"rcode", m[3] & 0xf}, {"answers", json::array()}, {"report", nullptr}};
+  size_t off = q->end;
+  for (uint16_t i = 0, n = get16(m, 6); i < n; ++i) {
+    off = skip_name(m, off);
+    if (off == 0 || off + 10 > m.size()) throw ProbeError{"truncated DNS answer"};
+    uint16_t type = get16(m, off), len = get16(m, off + 8);
+    off += 10;
+    if (off + len > m.size()) throw ProbeError{"truncated DNS answer"};
+    std::string rdata = m.substr(off, len);
+    off += len;
+    char buf[INET6_ADDRSTRLEN] = {};
+    if (type == kTypeA && len == 4) {
+      out["answers"].push_back(inet_ntop(AF_INET, rdata.data(), buf, sizeof buf));
+    } else if (type == kTypeAaaa && len == 16) {
+      out["answers"].push_back(inet_ntop(AF_INET6, rdata.data(), buf, sizeof buf));
+    } else if (type == kTypeTxt) {
+      std::string txt;
+      for (size_t t = 0; t < rdata.size(); t += 1 + static_cast<uint8_t>(rdata[t]))
+        txt += rdata.substr(t + 1, static_cast<uint8_t>(rdata[t]));
+      out["report"] = json::parse(txt, nullptr, false);
+    }
+  }
+  return out;
+}
+
+// Reads exactly n bytes before the deadline.
+std::string read_exact(int fd, size_t n, int64_t deadline, const std::string& what) {
+  std::string out;
+  char buf[4096];
+  while (out.size() < n) {
+    if (!wait_for(fd, POLLIN, deadline)) throw ProbeError{what + ": timed out"};
+    ssize_t r = recv(fd, buf, std::min(sizeof buf, n - out.size()), 0);
+    if (r < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (r < 0) fail(what);
+    if (r == 0) throw ProbeError{what + ": connection closed"};
+    out.append(buf, static_cast<size_t>(r));
+  }
+  return out;
+}
+
+// One DNS exchange with `server` over UDP or TCP (length-prefixed).
+std::string dns_exchange(const sockaddr_storage& server, const std::string& msg, bool tcp, int timeout_ms,
+                         const std::string& src = {}) {
+  int64_t deadline = now_ms() + timeout_ms;
+  Sock s = connect_to(server, !tcp, src, deadline);
+  std::string where = addr_to_string(server) + (tcp ? "/tcp" : "/udp");
+  if (tcp) {
+    std::string framed;
+    put16(framed, static_cast<uint16_t>(msg.size()));
+    framed += msg;
+    if (send(s.get(), framed.data(), framed.size(), MSG_NOSIGNAL) < 0) fail("send to " + where);
+    std::string len = read_exact(s.get(), 2, deadline, "DNS reply from " + where);
+    return read_exact(s.get(), get16(len, 0), deadline, "DNS reply from " + where);
+  }
+  if (send(s.get(), msg.data(), msg.size(), 0) < 0) fail("send to " + where);
+  char buf[4096];
+  for (;;) {
+    if (!wait_for(s.get(), POLLIN, deadline)) throw ProbeError{"DNS reply from " + where + ": timed out"};
+    ssize_t n = recv(s.get(), buf, sizeof buf, 0);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n < 0) fail("DNS reply from " + where);
+    return std::string(buf, static_cast<size_t>(n));
+  }
+}
+
+struct DnsServeOptions {
+  std::vector<uint16_t> ports;
+  std::string family = "both";
+  std::optional<uint32_t> uid, gid;
+  std::string ready_file;
+  int max_seconds = 300;
+  std::vector<std::string> answers{"198.18.7.1", "fd00:198:18:7::1"};
+  std::string upstream;  // ADDR:PORT to forward to, instead of answering
+  int upstream_timeout_ms = 1000;
+};
+
+// The reply to one query, and the report line printed for it.
+std::string dns_respond(const DnsServeOptions& o, const std::string& query, json rep, bool tcp) {
+  auto q = parse_question(query);
+  if (!q) return {};
+  rep["qname"] = q->name;
+  std::string reply;
+  if (!o.upstream.empty()) {
+    rep["upstream"] = o.upstream;
+    try {
+      reply = dns_exchange(*parse_addr(o.upstream, true), query, tcp, o.upstream_timeout_ms);
+    } catch (const ProbeError& e) {
+      rep["upstream_error"] = e.message;
+      reply = build_answer(query, *q, {}, rep.dump(), 2);  // SERVFAIL
+    }
+  } else {
+    reply = build_answer(query, *q, o.answers, rep.dump());
+  }
+  write_all(STDOUT_FILENO, rep.dump() + "\n");
+  return reply;
+}
+
+void dns_answer_tcp(const DnsServeOptions& o, const Listener& l) {
+  sockaddr_storage peer{}, local{};
+  socklen_t plen = sizeof peer, llen = sizeof local;
+  Sock c(accept4(l.sock.get(), reinterpret_cast<sockaddr*>(&peer), &plen, SOCK_CLOEXEC | SOCK_NONBLOCK));
+  if (c.get() < 0) return;
+  getsockname(c.get(), reinterpret_cast<sockaddr*>(&local), &llen);
+  try {
+    int64_t deadline = now_ms() + 1000;
+    std::string len = read_exact(c.get(), 2, deadline, "DNS query");
+    std::string query = read_exact(c.get(), get16(len, 0), deadline, "DNS query");
+    std::string reply =
+        dns_respond(o, query, report("tcp", l.port, local, peer, orig_dst_of_tcp(c.get(), local)), true);
+    if (reply.empty()) return;
+    std::string framed;
+    put16(framed, static_cast<uint16_t>(reply.size()));
+    write_all(c.get(), framed + reply);
+  } catch (const ProbeError&) {
+    // A client that sent half a query: drop it, keep serving.
+  }
+}
+
+void dns_answer_udp(const DnsServeOptions& o, const Listener& l) {
+  auto d = recv_datagram(l);
+  if (!d) return;
+  std::string reply = dns_respond(o, d->data, report("udp", l.port, d->local, d->peer, d->orig_dst()), false);
+  if (!reply.empty()) reply_datagram(l, *d, reply);
+}
+
+int dns_serve(const DnsServeOptions& o) {
+  alarm(static_cast<unsigned>(o.max_seconds));
+  if (!o.upstream.empty() && !parse_addr(o.upstream, true))
+    throw ProbeError{"--upstream " + o.upstream + ": not ADDR:PORT or [V6ADDR]:PORT"};
+  become(o.uid, o.gid);
+  std::vector<Listener> ls;
+  for (uint16_t p : o.ports) {
+    for (int fam : {AF_INET, AF_INET6}) {
+      if ((fam == AF_INET && o.family == "6") || (fam == AF_INET6 && o.family == "4")) continue;
+      for (bool udp : {true, false}) {
+        ServeOptions so;
+        so.udp = udp;
+        ls.push_back(open_listener(so, fam, p));
+        ls.back().udp = udp;
+      }
+    }
+  }
+  if (!o.ready_file.empty()) write_ready_file(o.ready_file);
+  drop_capabilities(o.uid, o.gid);
+  std::vector<pollfd> fds;
+  for (auto& l : ls) fds.push_back(pollfd{l.sock.get(), POLLIN, 0});
+  for (;;) {
+    int n = poll(fds.data(), fds.size(), -1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail("poll");
+    for (size_t i = 0; i < fds.size(); ++i) {
+      if (!(fds[i].revents & POLLIN)) continue;
+      if (ls[i].udp)
+        dns_answer_udp(o, ls[i]);
+      else
+        dns_answer_tcp(o, ls[i]);
+    }
+  }
+}
+
+struct DnsQueryOptions {
+  std::string server, name = "probe.weir.test", type = "A", src;
+  bool tcp = false;
+  std::optional<uint32_t> uid, gid;
+  int timeout_ms = 2000;
+};
+
+int dns_query(const DnsQueryOptions& o) {
+  auto server = parse_addr(o.server, true);
+  if (!server) throw ProbeError{"--server " + o.server + ": not ADDR:PORT or [V6ADDR]:PORT"};
+  drop_privileges(o.uid, o.gid);
+  uint16_t type = o.type == "AAAA" ? kTypeAaaa : o.type == "TXT" ? kTypeTxt : kTypeA;
+  auto id = static_cast<uint16_t>(getpid() ^ now_ms());
+  std::string reply = dns_exchange(*server, build_query(id, o.name, type), o.tcp, o.timeout_ms, o.src);
+  if (reply.size() < 2 || get16(reply, 0) != id) throw ProbeError{"DNS reply with the wrong id"};
+  json out = parse_reply(reply);
+  out["proto"] = o.tcp ? "tcp" : "udp";
+  write_all(STDOUT_FILENO, out.dump() + "\n");
+  return out["rcode"] == 0 ? 0 : 1;
 }
 
 }  // namespace
@@ -445,6 +808,29 @@ int main(int argc, char** argv) {
   connect_sub->add_option("--src", co.src, "bind to this source address");
   connect_sub->add_option("--timeout-ms", co.timeout_ms, "give up after this long")->check(CLI::Range(1, 600000));
 
+  DnsServeOptions ds;
+  auto* dns_serve_cmd = app.add_subcommand("dns-serve", "a DNS stub on UDP+TCP that reports where queries landed");
+  dns_serve_cmd->add_option("--port", ds.ports, "port to listen on (repeatable)")->required();
+  dns_serve_cmd->add_option("--family", ds.family, "4, 6 or both")->check(CLI::IsMember({"4", "6", "both"}));
+  dns_serve_cmd->add_option("--uid", ds.uid, "run as this uid after binding");
+  dns_serve_cmd->add_option("--gid", ds.gid, "run as this gid after binding");
+  dns_serve_cmd->add_option("--ready-file", ds.ready_file, "written once every socket listens");
+  dns_serve_cmd->add_option("--max-seconds", ds.max_seconds, "exit after this long")->check(CLI::Range(1, 86400));
+  dns_serve_cmd->add_option("--answer", ds.answers, "address to answer A/AAAA queries with (repeatable)");
+  dns_serve_cmd->add_option("--upstream", ds.upstream, "forward queries to ADDR:PORT instead of answering");
+  dns_serve_cmd->add_option("--upstream-timeout-ms", ds.upstream_timeout_ms, "give up on the upstream after this long");
+
+  DnsQueryOptions dq;
+  auto* dns_query_cmd = app.add_subcommand("dns-query", "send one DNS query and print the answer and the report");
+  dns_query_cmd->add_option("--server", dq.server, "ADDR:PORT or [V6ADDR]:PORT")->required();
+  dns_query_cmd->add_option("--name", dq.name, "name to resolve");
+  dns_query_cmd->add_option("--type", dq.type, "A, AAAA or TXT")->check(CLI::IsMember({"A", "AAAA", "TXT"}));
+  dns_query_cmd->add_flag("--tcp", dq.tcp, "over TCP instead of UDP");
+  dns_query_cmd->add_option("--uid", dq.uid, "query as this uid");
+  dns_query_cmd->add_option("--gid", dq.gid, "query as this gid");
+  dns_query_cmd->add_option("--src", dq.src, "bind to this source address");
+  dns_query_cmd->add_option("--timeout-ms", dq.timeout_ms, "give up after this long")->check(CLI::Range(1, 600000));
+
   CLI11_PARSE(app, argc, argv);
 
   signal(SIGPIPE, SIG_IGN);
@@ -454,6 +840,11 @@ int main(int argc, char** argv) {
       prctl(PR_SET_PDEATHSIG, SIGTERM);
       return serve(so);
     }
+    if (dns_serve_cmd->parsed()) {
+      prctl(PR_SET_PDEATHSIG, SIGTERM);
+      return dns_serve(ds);
+    }
+    if (dns_query_cmd->parsed()) return dns_query(dq);
     return connect_cmd(co);
   } catch (const ProbeError& e) {
     write_all(STDOUT_FILENO, json{{"error", e.message}}.dump() + "\n");

@@ -36,6 +36,10 @@ API (all timeouts bounded; every call raises TestbedError on failure unless said
         app = tb.serve(b, [8080], uid=1000, gid=1000, family="both", udp=False)
         r = tb.connect(b, a.addr(8080), uid=1000)   # dict: the server's report or {"error":...}
         r = tb.connect(b, a.addr(8080, 6))          # "[fd00:198:18::10]:8080"
+        dns = tb.dns_serve(a, [15053], uid=1337, upstream=b.addr(53))  # DNS stub (UDP+TCP)
+        tb.dns_serve(b, [53], answers=["198.18.7.1"])                 # a "real" nameserver
+        r = tb.dns_query(a, b.addr(53), uid=1000, tcp=False)
+        #  -> {"rcode","answers":[...],"report":{the answering server's report}|None}
         tb.exec(a, ["iptables-legacy-save"])        # CompletedProcess, in the pod's netns
         tb.iptables_save(a, 4|6)                    # text
         proc.stop()                       # also done by tb.close()/the with-block
@@ -628,16 +632,61 @@ class Testbed:
         if transparent:
             argv.append("--transparent")
         proc = self.spawn(where, argv, name=f"serve-{'-'.join(map(str, ports))}")
+        self._wait_ready(proc, ready, where, f"serve {ports}")
+        return proc
+
+    def _wait_ready(self, proc: Proc, ready: str, where, what: str) -> None:
         proc.ready_file = ready
         deadline = time.monotonic() + READY_TIMEOUT
         while not os.path.exists(ready):
             if not proc.alive():
-                raise TestbedError(f"weir-probe serve {ports} in {self._ns_of(where)} exited: {proc.output().strip()}")
+                raise TestbedError(f"weir-probe {what} in {self._ns_of(where)} exited: {proc.output().strip()}")
             if time.monotonic() > deadline:
                 proc.stop()
-                raise TestbedError(f"weir-probe serve {ports} in {self._ns_of(where)} not ready after {READY_TIMEOUT}s")
+                raise TestbedError(f"weir-probe {what} in {self._ns_of(where)} not ready after {READY_TIMEOUT}s")
             time.sleep(0.01)
+
+    def dns_serve(self, where, ports: list[int], *, uid: int | None = None, gid: int | None = None,
+                  family: str = "both", answers: list[str] | None = None, upstream: str | None = None,
+                  max_seconds: int = PROBE_MAX_SECONDS) -> Proc:
+        """weir-probe dns-serve (UDP and TCP): answers with `answers` plus a TXT report,
+        or forwards to `upstream`. Proc.reports() lists the queries it saw."""
+        n = len(self.procs)
+        ready = os.path.join(self.tmp, f"ready-{n}")
+        argv = [probe_bin(), "dns-serve", "--family", family, "--ready-file", ready,
+                "--max-seconds", str(max_seconds)]
+        for p in ports:
+            argv += ["--port", str(p)]
+        for a in answers or []:
+            argv += ["--answer", a]
+        if upstream:
+            argv += ["--upstream", upstream]
+        if uid is not None:
+            argv += ["--uid", str(uid)]
+        if gid is not None:
+            argv += ["--gid", str(gid)]
+        proc = self.spawn(where, argv, name=f"dns-{'-'.join(map(str, ports))}")
+        self._wait_ready(proc, ready, where, f"dns-serve {ports}")
         return proc
+
+    def dns_query(self, where, server: str, *, name: str = "probe.weir.test", qtype: str = "A",
+                  tcp: bool = False, uid: int | None = None, gid: int | None = None,
+                  timeout_ms: int = 2000) -> dict:
+        """weir-probe dns-query from a namespace: the parsed answer, or {"error": ...}."""
+        argv = [probe_bin(), "dns-query", "--server", server, "--name", name, "--type", qtype,
+                "--timeout-ms", str(timeout_ms)]
+        if tcp:
+            argv.append("--tcp")
+        if uid is not None:
+            argv += ["--uid", str(uid)]
+        if gid is not None:
+            argv += ["--gid", str(gid)]
+        cp = self.exec(where, argv, timeout=timeout_ms / 1000 + 10)
+        line = cp.stdout.strip().splitlines()[-1] if cp.stdout.strip() else ""
+        try:
+            return json.loads(line)
+        except ValueError:
+            return {"error": f"weir-probe dns-query exit {cp.returncode}: {cp.stdout.strip()} {cp.stderr.strip()}"}
 
     def sidecar(self, pod, *, outbound_port: int = 15001, inbound_port: int = 15006, uid: int = 1337,
                 gid: int = 1337, family: str = "both", transparent: bool = False) -> Proc:
