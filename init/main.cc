@@ -43,7 +43,16 @@ int fail(const std::string& what, const std::string& message, int code) {
   return code;
 }
 
-void setup_logging(const std::string& level, bool json = false) {
+bool known_level(const std::string& level) {
+  for (const char* l : {"trace", "debug", "info", "warn", "warning", "error", "critical", "off"})
+    if (level == l) return true;
+  return false;
+}
+
+// spdlog to stderr; stdout is kept for plans (dry runs).
+void setup_logging(std::string level, bool json = false) {
+  if (level == "warning") level = "warn";
+  if (!known_level(level)) level = "info";  // callers reject bad names first where they can
   auto logger = spdlog::stderr_logger_mt("weir-init");
   spdlog::set_default_logger(logger);
   if (json) {
@@ -51,7 +60,7 @@ void setup_logging(const std::string& level, bool json = false) {
   } else {
     spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%fZ %l weir-init: %v", spdlog::pattern_time_type::utc);
   }
-  spdlog::set_level(spdlog::level::from_str(level));  // unknown names give "off"
+  spdlog::set_level(spdlog::level::from_str(level));
 }
 
 NetnsTarget target_for(const std::string& ref) {
@@ -123,10 +132,14 @@ int run_native(int argc, char** argv) {
       ->envname("WEIR_NETNS");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")->envname("WEIR_LOG_LEVEL");
   if (int rc = parse(app, argc, argv, kExitUsage); rc >= 0) return rc;
+  if (!known_level(log_level)) return fail("--log-level", "\"" + log_level + "\" is not a log level", kExitUsage);
   setup_logging(log_level);
 
   if (cleanup) {
-    if (dry_run) return fail("cleanup", "--dry-run: would remove weir's rules; nothing changed", kExitOk);
+    if (dry_run) {
+      spdlog::info("--dry-run: would remove weir's rules; nothing changed");
+      return kExitOk;
+    }
     if (auto s = run_action(Action::Clean, {}, netns); !s) return fail("cleanup", s.error().message, kExitFailed);
     return kExitOk;
   }
@@ -145,7 +158,7 @@ int run_istio(int argc, char** argv) {
   if (int rc = parse(app, argc, argv, kExitFailed); rc >= 0) return rc;
   std::string level = f.log_output_level;
   if (auto colon = level.rfind(':'); colon != std::string::npos) level = level.substr(colon + 1);
-  setup_logging(level.empty() ? "info" : level == "warning" ? "warn" : level);
+  setup_logging(level.empty() ? "info" : level);
   if (auto s = apply_istio_env_fallbacks(app, f); !s) return fail("istio-iptables", s.error().message, kExitFailed);
 
   auto cmd = istio_command(f, [] { return read_resolv_conf("/etc/resolv.conf"); }, ::getuid(), ::getgid());
@@ -153,7 +166,10 @@ int run_istio(int argc, char** argv) {
   if (f.reconcile) spdlog::info("--reconcile accepted: every weir apply replaces drifted rules");
 
   if (cmd->dry_run) {
-    if (cmd->cleanup_only) return fail("istio-iptables", "--dry-run: would remove weir's rules; nothing changed", kExitOk);
+    if (cmd->cleanup_only) {
+      spdlog::info("--dry-run: would remove weir's rules; nothing changed");
+      return kExitOk;
+    }
     if (cmd->apply) (void)run_action(Action::DryRun, cmd->spec, "");
     if (cmd->validate) spdlog::info("--dry-run: validation skipped (no rules were installed)");
     return kExitOk;
@@ -192,7 +208,8 @@ int run_linkerd(int argc, char** argv) {
   LinkerdFlags f;
   bind_linkerd_flags(app, f);
   if (int rc = parse(app, argc, argv, kExitFailed); rc >= 0) return rc;
-  setup_logging(f.log_level == "warning" ? "warn" : f.log_level, f.log_format == "json");
+  if (!known_level(f.log_level)) return fail("proxy-init", "--log-level: \"" + f.log_level + "\" is not a log level", kExitFailed);
+  setup_logging(f.log_level, f.log_format == "json");
   auto cmd = linkerd_command(f);
   if (!cmd) return fail("proxy-init", cmd.error().message, kExitFailed);
   for (const auto& note : cmd->notes) spdlog::info("{}", note);
@@ -225,13 +242,13 @@ int run_validate(int argc, char** argv) {
       ->envname("WEIR_VALIDATE_FAILURE_EXIT_CODE")->check(CLI::Range(1, 255));
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")->envname("WEIR_LOG_LEVEL");
   if (int rc = parse(app, argc, argv, kExitUsage); rc >= 0) return rc;
+  if (!known_level(log_level)) return fail("validate", "--log-level: \"" + log_level + "\" is not a log level", kExitUsage);
   setup_logging(log_level);
 
   ValidationOptions opts;
-  auto parse_port = [](const std::string& what, const std::string& text) { return parse_port_value(what, text); };
-  auto o = parse_port("--outbound-port", out_port);
+  auto o = parse_port_value("--outbound-port", out_port);
   if (!o) return fail("validate", o.error().message, kExitUsage);
-  auto i = parse_port("--inbound-port", in_port);
+  auto i = parse_port_value("--inbound-port", in_port);
   if (!i) return fail("validate", i.error().message, kExitUsage);
   opts.outbound_port = *o;
   opts.inbound_port = *i;
