@@ -217,7 +217,8 @@ void setup_logging(const PluginConfig& c = PluginConfig{}) {
   }
   if (!sink) sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
   auto logger = std::make_shared<spdlog::logger>("weir-cni", std::move(sink));
-  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %L weir-cni[%P] %v");
+  // UTC: no /etc/localtime to read on every invocation, and node logs compare.
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %L weir-cni[%P] %v", spdlog::pattern_time_type::utc);
   logger->set_level(spdlog::level::from_str(c.log_level));
   spdlog::set_default_logger(std::move(logger));
   if (!problem.empty()) spdlog::warn("logFile: {}; logging to stderr", problem);
