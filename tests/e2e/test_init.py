@@ -493,12 +493,13 @@ def tproxy_cases(tb):
     tb.serve(pod, [8080], uid=1000, gid=1000)
     tproxy_case(tb, pod, client, "istio -m TPROXY -t -r",
                 ["istio-iptables", "-i", "*", "-b", "*", "-m", "TPROXY", "--dual-stack", "-t", "1400", "-r", "140"],
-                1400, 140)
+                1400, 140, ["istio-iptables", "--cleanup-only"])
     tproxy_case(tb, pod, client, "native --inbound-mode tproxy --tproxy-mark --tproxy-route-table",
-                ["--inbound-mode", "tproxy", "--tproxy-mark", "1500", "--tproxy-route-table", "150"], 1500, 150)
+                ["--inbound-mode", "tproxy", "--tproxy-mark", "1500", "--tproxy-route-table", "150"], 1500, 150,
+                ["--cleanup"])
 
 
-def tproxy_case(tb, pod, client, C, args, mark, table):
+def tproxy_case(tb, pod, client, C, args, mark, table, cleanup):
     cp = tb.exec(pod, [WEIR_INIT] + args)
     if cp.returncode != 0:
         fail(f"[{C}] exit {cp.returncode}: {cp.stderr.strip()}")
@@ -514,11 +515,13 @@ def tproxy_case(tb, pod, client, C, args, mark, table):
             fail(f"[{C}] ipv{fam}: the proxy saw {r.get('peer')}, not the client's address")
     r = tb.connect(pod, client.addr(9999), uid=1000, gid=1000)
     expect(C, "outbound still REDIRECTed to 15001", r, 15001, client.addr(9999))
-    tb.exec(pod, [WEIR_INIT, "--cleanup"], check=True)
+    tb.exec(pod, [WEIR_INIT] + cleanup, check=True)
     for fam in (4, 6):
         rules = tb.exec(pod, ["ip", f"-{fam}", "rule", "show"], check=True).stdout
         if f"lookup {table}" in rules:
-            fail(f"[{C}] cleanup left the TPROXY policy route (ipv{fam}): {rules}")
+            fail(f"[{C}] {' '.join(cleanup)} left the TPROXY policy route (ipv{fam}): {rules}")
+        if "WEIR_" in tb.iptables_save(pod, fam):
+            fail(f"[{C}] {' '.join(cleanup)} left weir rules (ipv{fam})")
 
 
 # ---------------------------------------------------------------- Linkerd
