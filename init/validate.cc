@@ -193,7 +193,7 @@ Attempt dial_once(const std::vector<Listener>& listeners, const Endpoint& target
   for (const auto& l : listeners) fds.push_back(pollfd{l.fd.get(), POLLIN, 0});
   fds.push_back(pollfd{client.get(), POLLOUT, 0});
   for (int rounds = 0; rounds < 1000; ++rounds) {
-    fds.back().events = connected ? 0 : POLLOUT;
+    fds.back().fd = connected ? -1 : client.get();  // once connected, only the listeners matter
     int n = ::poll(fds.data(), fds.size(), static_cast<int>(left(until).count()));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;  // time is up for this attempt
