@@ -53,13 +53,16 @@ def build():
     else:
         env["WEIR_STATIC_DEPS_DIR"] = os.path.join(BUILD, "static-deps")
     env["WEIR_STATIC_BUILD_DIR"] = os.path.join(BUILD, "static")
+    # -O0 halves the compile time in CI; what is tested (no shared library, runs
+    # anywhere, talks to the kernel) does not depend on the optimisation level.
+    env.setdefault("WEIR_STATIC_BUILD_TYPE", "None")
     out = os.path.join(BUILD, "static", "out")
     env["WEIR_STATIC_OUT"] = out
     stamp = os.path.join(env["WEIR_STATIC_DEPS_DIR"], "prefix", ".weir-static-deps")
     if os.geteuid() != 0 and not os.path.exists(stamp):
         skip("not root: the first static build installs tools and fetches Debian sources with apt-get")
 
-    deps = run([os.path.join(SRC, "scripts", "build-static-deps.sh")], timeout=900, env=env)
+    deps = run([os.path.join(SRC, "scripts", "build-static-deps.sh")], timeout=480, env=env)
     if deps.returncode != 0:
         err = deps.stderr
         if any(s in err for s in ("Failed to fetch", "Unable to fetch", "Temporary failure", "Could not resolve",
@@ -68,7 +71,7 @@ def build():
         print(err[-4000:])
         check(False, "scripts/build-static-deps.sh succeeds")
         sys.exit(1)
-    r = run([os.path.join(SRC, "scripts", "build-static.sh")], timeout=1500, env=env)
+    r = run([os.path.join(SRC, "scripts", "build-static.sh")], timeout=660, env=env)
     print(r.stdout.strip())
     if r.returncode != 0:
         print(r.stderr[-6000:])
@@ -148,7 +151,7 @@ def main():
     present = [t for t in TARGETS if os.path.exists(os.path.join(out, t))]
     for t in TARGETS:
         if t not in present:
-            print(f"note: {t} is not defined in this tree yet; not checked")
+            print(f"note: {t} was not built (no such target yet, or the build failed above); not checked")
     if not check(bool(present), "at least one static binary was built"):
         sys.exit(1)
 
