@@ -835,15 +835,11 @@ int main(int argc, char** argv) {
 
   signal(SIGPIPE, SIG_IGN);
   try {
-    if (serve_cmd->parsed()) {
-      // Dies with the test that started it, even when that test is killed.
-      prctl(PR_SET_PDEATHSIG, SIGTERM);
-      return serve(so);
-    }
-    if (dns_serve_cmd->parsed()) {
-      prctl(PR_SET_PDEATHSIG, SIGTERM);
-      return dns_serve(ds);
-    }
+    // No PR_SET_PDEATHSIG: it fires when the *thread* that forked the probe
+    // exits, which would kill servers a test started from a worker thread.
+    // --max-seconds bounds a probe whose test was killed.
+    if (serve_cmd->parsed()) return serve(so);
+    if (dns_serve_cmd->parsed()) return dns_serve(ds);
     if (dns_query_cmd->parsed()) return dns_query(dq);
     return connect_cmd(co);
   } catch (const ProbeError& e) {

@@ -47,6 +47,10 @@ API (all timeouts bounded; every call raises TestbedError on failure unless said
     # the testbed started, runs nothing else, and deletes its namespaces and temp dir.
 
     connect() reports: {"proto","landed","local","peer","orig_dst"} (see weir-probe).
+    Pods, servers and CNI chains may be added from several threads at once.
+    Servers run as the uid/gid given from the start (a socket carries its creator's
+    credentials, which `-m owner` matches), and exit by themselves after
+    max_seconds (default 600) should a test die without cleaning up.
 
 CLI:
     testbed.py demo                       # two pods, a sidecar, a few connections, cleanup
@@ -72,6 +76,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 import weakref
@@ -317,6 +322,8 @@ class Testbed:
         self.procs: list[Proc] = []
         self._next_host = 10
         self._next_veth = 0
+        self._ids = itertools.count()
+        self._lock = threading.Lock()  # tests add pods and start servers from threads
         self._closed = False
         _install_handlers()
         _live.add(self)
@@ -380,19 +387,20 @@ class Testbed:
     def add_pod(self, name: str, ip4: str | None = None, ip6: str | None = None) -> Pod:
         """A pod namespace wired with plain `ip` commands: veth eth0 on the node's
         bridge, both families, lo up, default routes via the bridge."""
-        if ip4 is None or ip6 is None:
-            if self._next_host > 99:
-                raise TestbedError("no more addresses for ip-wired pods (10-99)")
-            host = self._next_host
-            self._next_host += 1
-            ip4 = ip4 or str(ipaddress.ip_network(SUBNET4)[host])
-            ip6 = ip6 or str(ipaddress.ip_network(SUBNET6)[int(str(host), 16)])
-        netns = self._pod_netns(name)
+        with self._lock:
+            if ip4 is None or ip6 is None:
+                if self._next_host > 99:
+                    raise TestbedError("no more addresses for ip-wired pods (10-99)")
+                host = self._next_host
+                self._next_host += 1
+                ip4 = ip4 or str(ipaddress.ip_network(SUBNET4)[host])
+                ip6 = ip6 or str(ipaddress.ip_network(SUBNET6)[int(str(host), 16)])
+            netns = self._pod_netns(name)
+            pod = Pod(name, netns, ip4, ip6)
+            self.pods[name] = pod
+            veth = f"vp{self._next_veth}"
+            self._next_veth += 1
         self._add_netns(netns)
-        pod = Pod(name, netns, ip4, ip6)
-        self.pods[name] = pod
-        veth = f"vp{self._next_veth}"
-        self._next_veth += 1
         n = ["ip", "-n", self.node]
         p = ["ip", "-n", netns]
         # Made inside the node namespace, the peer moved straight into the pod.
@@ -446,10 +454,11 @@ class Testbed:
         (when loopback=True), then ADD through `plugins` in order. Pod annotations go
         into runtimeConfig["io.kubernetes.cri.pod-annotations"] for plugins that
         declare that capability. The pod's addresses come from the ADD result."""
-        netns = self._pod_netns(name)
+        with self._lock:
+            netns = self._pod_netns(name)
+            pod = Pod(name, netns, ifname=ifname, namespace=k8s_namespace)
+            self.pods[name] = pod
         _run(["ip", "netns", "add", netns])
-        pod = Pod(name, netns, ifname=ifname, namespace=k8s_namespace)
-        self.pods[name] = pod
         if loopback:
             calls = self.cni_chain("ADD", [self.loopback_conf()], pod=pod, cni_version=cni_version,
                                    network_name="cni-loopback", ifname="lo", cache=False)
@@ -604,21 +613,21 @@ class Testbed:
         stopped by Proc.stop() or when the testbed closes."""
         if self._closed:
             raise TestbedError("testbed is closed")
-        out_path = os.path.join(self.tmp, f"{name}-{len(self.procs)}.out")
+        out_path = os.path.join(self.tmp, f"{name}-{next(self._ids)}.out")
         full = ["ip", "netns", "exec", self._ns_of(where)] + list(argv)
         with open(out_path, "wb") as out:
             popen = subprocess.Popen(full, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      start_new_session=True)
         proc = Proc(popen, full, out_path)
-        self.procs.append(proc)
+        with self._lock:
+            self.procs.append(proc)
         return proc
 
     def serve(self, where, ports: list[int], *, uid: int | None = None, gid: int | None = None,
               family: str = "both", udp: bool = False, transparent: bool = False,
               max_seconds: int = PROBE_MAX_SECONDS) -> Proc:
         """weir-probe serve in a namespace; returns once it listens (bounded wait)."""
-        n = len(self.procs)
-        ready = os.path.join(self.tmp, f"ready-{n}")
+        ready = os.path.join(self.tmp, f"ready-{next(self._ids)}")
         argv = [probe_bin(), "serve", "--family", str(family), "--ready-file", ready,
                 "--max-seconds", str(max_seconds)]
         for p in ports:
@@ -651,8 +660,7 @@ class Testbed:
                   max_seconds: int = PROBE_MAX_SECONDS) -> Proc:
         """weir-probe dns-serve (UDP and TCP): answers with `answers` plus a TXT report,
         or forwards to `upstream`. Proc.reports() lists the queries it saw."""
-        n = len(self.procs)
-        ready = os.path.join(self.tmp, f"ready-{n}")
+        ready = os.path.join(self.tmp, f"ready-{next(self._ids)}")
         argv = [probe_bin(), "dns-serve", "--family", family, "--ready-file", ready,
                 "--max-seconds", str(max_seconds)]
         for p in ports:
