@@ -6,6 +6,7 @@ Needs root; exits 77 (skipped) otherwise."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sys
 
@@ -103,7 +104,26 @@ def test_stdout_is_one_document_with_logs_on_stderr():
         check(call.stdout.count("\n") == 1, f"stdout has more than one line: {call.stdout!r}")
 
 
-TESTS = [test_bad_input_leaves_namespace_unchanged, test_stdout_is_one_document_with_logs_on_stderr]
+def test_lock_held_gives_try_again():
+    """Another weir writer holding the namespace's lock: ADD gives up after its
+    timeout with code 11 (try again later) and changes nothing."""
+    with Testbed(role="cni") as tb:
+        pod = cni_pod(tb, "app")
+        before = ns_state(tb, pod)
+        st = os.stat(pod.path)  # the namespace's identity names its lock file
+        os.makedirs("/run/weir/locks", exist_ok=True)
+        with open(f"/run/weir/locks/netns-{st.st_dev}-{st.st_ino}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            call = call_weir(tb, "ADD", pod, weir_stdin(pod, annotations={**ENABLED, ISTIO + "excludeOutboundPorts": "1"}))
+            fcntl.flock(lock, fcntl.LOCK_UN)
+        check_error(call, 11, "lock")
+        check(ns_state(tb, pod) == before, "the pod's rules changed")
+        again = call_weir(tb, "ADD", pod, weir_stdin(pod, annotations=ENABLED))
+        check(again.ok, f"ADD after the lock was released failed: {again}")
+
+
+TESTS = [test_bad_input_leaves_namespace_unchanged, test_stdout_is_one_document_with_logs_on_stderr,
+         test_lock_held_gives_try_again]
 
 if __name__ == "__main__":
     require_binaries()
