@@ -27,6 +27,7 @@ using ApplyFn = Status (*)(CaptureSpec& s, const std::string& what, const std::s
 struct FlagDef {
   const char* name;  // long name without "--"
   Arity arity;
+  const char* value_name;  // shown in --help: "--inbound-ports PORTS"
   const char* help;
   ApplyFn apply;
 };
@@ -48,37 +49,37 @@ Status assign(Result<T> r, T& out, const std::string& what) {
 // --help). Order matters once: --proxy-uid also sets the GIDs, so --proxy-gid
 // comes after it.
 const FlagDef kFlags[] = {
-    {"outbound-port", Arity::Value, "Port the proxy listens on for outbound traffic (default 15001)",
+    {"outbound-port", Arity::Value, "PORT", "Port the proxy listens on for outbound traffic (default 15001)",
      [](CaptureSpec& s, const std::string& w, const std::string& v, bool) {
        return assign(parse_port_value(w, v), s.outbound_port, w);
      }},
-    {"inbound-port", Arity::Value, "Port the proxy listens on for inbound traffic (default 15006)",
+    {"inbound-port", Arity::Value, "PORT", "Port the proxy listens on for inbound traffic (default 15006)",
      [](CaptureSpec& s, const std::string& w, const std::string& v, bool) {
        return assign(parse_port_value(w, v), s.inbound_port, w);
      }},
-    {"proxy-uid", Arity::List, "UIDs of the proxy, never captured (default 1337; numeric only)",
+    {"proxy-uid", Arity::List, "IDS", "UIDs of the proxy, never captured (default 1337; numeric only)",
      [](CaptureSpec& s, const std::string& w, const std::string& v, bool) {
        Status st = assign(parse_id_list(w, v), s.proxy_uids, w);
        if (st) s.proxy_gids = s.proxy_uids;  // as istio-iptables: GIDs default to the UIDs
        return st;
      }},
-    {"proxy-gid", Arity::List, "GIDs of the proxy, never captured (default: the UIDs)",
+    {"proxy-gid", Arity::List, "IDS", "GIDs of the proxy, never captured (default: the UIDs)",
      [](CaptureSpec& s, const std::string& w, const std::string& v, bool) {
        return assign(parse_id_list(w, v), s.proxy_gids, w);
      }},
-    {"inbound-ports", Arity::List, "Inbound ports to capture: \"*\" (all, default) or a list with ranges",
+    {"inbound-ports", Arity::List, "PORTS", "Inbound ports to capture: \"*\" (all, default) or a list with ranges",
      [](CaptureSpec& s, const std::string& w, const std::string& v, bool) {
        return assign(parse_port_selector(w, v), s.inbound_ports, w);
      }},
-    {"exclude-inbound-ports", Arity::List, "Inbound ports never captured (default 15020,15021,15090)",
+    {"exclude-inbound-ports", Arity::List, "PORTS", "Inbound ports never captured (default 15020,15021,15090)",
      [](CaptureSpec& s, const std::string& w, const std::string& v, bool) {
        return assign(parse_port_list(w, v), s.exclude_inbound_ports, w);
      }},
-    {"exclude-inbound-cidrs", Arity::List, "Source CIDRs whose inbound traffic is never captured",
+    {"exclude-inbound-cidrs", Arity::List, "CIDRS", "Source CIDRs whose inbound traffic is never captured",
      [](CaptureSpec& s, const std::string& w, const std::string& v, bool) {
        return assign(parse_cidr_list(w, v), s.exclude_inbound_cidrs, w);
      }},
-    {"inbound-tunnel-port", Arity::Value, "Inbound port never captured (default 15008; 0 = none)",
+    {"inbound-tunnel-port", Arity::Value, "PORT", "Inbound port never captured (default 15008; 0 = none)",
      [](CaptureSpec& s, const std::string& w, const std::string& v, bool) -> Status {
        if (v == "0") {
          s.inbound_tunnel_port = 0;
@@ -86,72 +87,72 @@ const FlagDef kFlags[] = {
        }
        return assign(parse_port_value(w, v), s.inbound_tunnel_port, w);
      }},
-    {"outbound-cidrs", Arity::List, "Destination CIDRs to capture outbound: \"*\" (all, default) or a list",
+    {"outbound-cidrs", Arity::List, "CIDRS", "Destination CIDRs to capture outbound: \"*\" (all, default) or a list",
      [](CaptureSpec& s, const std::string& w, const std::string& v, bool) {
        return assign(parse_cidr_selector(w, v), s.outbound_cidrs, w);
      }},
-    {"exclude-outbound-cidrs", Arity::List, "Destination CIDRs never captured outbound",
+    {"exclude-outbound-cidrs", Arity::List, "CIDRS", "Destination CIDRs never captured outbound",
      [](CaptureSpec& s, const std::string& w, const std::string& v, bool) {
        return assign(parse_cidr_list(w, v), s.exclude_outbound_cidrs, w);
      }},
-    {"outbound-ports", Arity::List, "Destination ports to capture outbound: \"*\" (all, default) or a list",
+    {"outbound-ports", Arity::List, "PORTS", "Destination ports to capture outbound: \"*\" (all, default) or a list",
      [](CaptureSpec& s, const std::string& w, const std::string& v, bool) {
        return assign(parse_port_selector(w, v), s.outbound_ports, w);
      }},
-    {"exclude-outbound-ports", Arity::List, "Destination ports never captured outbound",
+    {"exclude-outbound-ports", Arity::List, "PORTS", "Destination ports never captured outbound",
      [](CaptureSpec& s, const std::string& w, const std::string& v, bool) {
        return assign(parse_port_list(w, v), s.exclude_outbound_ports, w);
      }},
-    {"exclude-interfaces", Arity::List, "Interfaces whose traffic is never captured",
+    {"exclude-interfaces", Arity::List, "IFACES", "Interfaces whose traffic is never captured",
      [](CaptureSpec& s, const std::string& w, const std::string& v, bool) {
        return assign(parse_interface_list(w, v), s.exclude_interfaces, w);
      }},
-    {"kube-virt-interfaces", Arity::List, "Interfaces whose inbound traffic is treated as outbound",
+    {"kube-virt-interfaces", Arity::List, "IFACES", "Interfaces whose inbound traffic is treated as outbound",
      [](CaptureSpec& s, const std::string& w, const std::string& v, bool) {
        return assign(parse_interface_list(w, v), s.kube_virt_interfaces, w);
      }},
-    {"ip-families", Arity::Value, "ipv4, ipv6 or dual (default dual)",
+    {"ip-families", Arity::Value, "FAMILIES", "ipv4, ipv6 or dual (default dual)",
      [](CaptureSpec& s, const std::string& w, const std::string& v, bool) {
        return assign(parse_ip_families(v), s.ip_families, w);
      }},
-    {"inbound-mode", Arity::Value, "redirect (default) or tproxy",
+    {"inbound-mode", Arity::Value, "MODE", "redirect (default) or tproxy",
      [](CaptureSpec& s, const std::string& w, const std::string& v, bool) {
        return assign(parse_inbound_mode(v), s.mode, w);
      }},
-    {"tproxy-mark", Arity::Value, "Packet mark for TPROXY mode (default 1337)",
+    {"tproxy-mark", Arity::Value, "MARK", "Packet mark for TPROXY mode (default 1337)",
      [](CaptureSpec& s, const std::string& w, const std::string& v, bool) {
        return assign(parse_u32_value(w, v), s.tproxy_mark, w);
      }},
-    {"tproxy-route-table", Arity::Value, "Route table for TPROXY mode (default 133)",
+    {"tproxy-route-table", Arity::Value, "TABLE", "Route table for TPROXY mode (default 133)",
      [](CaptureSpec& s, const std::string& w, const std::string& v, bool) {
        return assign(parse_u32_value(w, v), s.tproxy_route_table, w);
      }},
-    {"redirect-dns", Arity::Switch, "Capture the applications' DNS to the DNS port",
+    {"redirect-dns", Arity::Switch, "", "Capture the applications' DNS to the DNS port",
      [](CaptureSpec& s, const std::string&, const std::string&, bool on) -> Status {
        s.dns.capture = on;
        return {};
      }},
-    {"capture-all-dns", Arity::Switch, "Capture all port-53 traffic, not only to the pod's nameservers (default)",
+    {"capture-all-dns", Arity::Switch, "", "Capture all port-53 traffic, not only to the pod's nameservers (default)",
      [](CaptureSpec& s, const std::string&, const std::string&, bool on) -> Status {
        s.dns.capture_all = on;
        if (on) s.dns.servers.clear();
        return {};
      }},
-    {"dns-servers", Arity::List, "Capture DNS only to these nameservers",
+    {"dns-servers", Arity::List, "ADDRS", "Capture DNS only to these nameservers",
      [](CaptureSpec& s, const std::string& w, const std::string& v, bool) {
        s.dns.capture_all = false;
        return assign(parse_cidr_list(w, v), s.dns.servers, w);
      }},
-    {"resolv-conf", Arity::Value, "Capture DNS only to the nameservers in this resolv.conf",
+    {"resolv-conf", Arity::Value, "PATH", "Capture DNS only to the nameservers in this resolv.conf",
      [](CaptureSpec& s, const std::string& w, const std::string& v, bool) {
        s.dns.capture_all = false;
        return assign(read_resolv_conf(v), s.dns.servers, w);
      }},
-    {"dns-port", Arity::Value, "Port the proxy's DNS listens on (default 15053)",
+    {"dns-port", Arity::Value, "PORT", "Port the proxy's DNS listens on (default 15053)",
      [](CaptureSpec& s, const std::string& w, const std::string& v, bool) {
        return assign(parse_port_value(w, v), s.dns.port, w);
      }},
-    {"drop-invalid", Arity::Switch, "Drop packets conntrack finds INVALID",
+    {"drop-invalid", Arity::Switch, "", "Drop packets conntrack finds INVALID",
      [](CaptureSpec& s, const std::string&, const std::string&, bool on) -> Status {
        s.drop_invalid = on;
        return {};
@@ -203,12 +204,14 @@ void CaptureFlags::bind(CLI::App& app, const CaptureFlagOptions& opts) {
       case Arity::Value:
         b.option = app.add_option(name, b.values, def.help)
                        ->expected(1)
-                       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+                       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
+                       ->type_name(def.value_name);
         break;
       case Arity::List:
         b.option = app.add_option(name, b.values, def.help)
                        ->expected(1)
-                       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+                       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+                       ->type_name(def.value_name);
         break;
     }
     b.option->group(opts.group);
@@ -217,6 +220,7 @@ void CaptureFlags::bind(CLI::App& app, const CaptureFlagOptions& opts) {
   if (opts.config_flag) {
     config_option_ = app.add_option("--config", config_path_,
                                     "JSON capture spec (keys as in spec.h); flags given override it")
+                         ->type_name("FILE")
                          ->group(opts.group);
     if (!opts.env_prefix.empty()) config_option_->envname(env_name(opts.env_prefix, "config"));
   }

@@ -40,8 +40,9 @@ struct NetnsFlags {
   std::string netns;
   std::string lock_timeout_ms = "10000";
 
-  // `required`: whether --netns must be given.
-  void bind(CLI::App& app, bool required);
+  // `required`: whether --netns must be given. `writer`: whether the command
+  // takes the namespace's lock (only writers do), so --lock-timeout applies.
+  void bind(CLI::App& app, bool required, bool writer);
   // The target; the CLI's own namespace is allowed only for "--netns self".
   // Error when --lock-timeout is not a number of milliseconds.
   Result<NetnsTarget> target() const;

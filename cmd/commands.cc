@@ -17,13 +17,16 @@
 
 namespace weir {
 
-void NetnsFlags::bind(CLI::App& app, bool required) {
+void NetnsFlags::bind(CLI::App& app, bool required, bool writer) {
   CLI::Option* o = app.add_option(
       "--netns", netns,
       "Target network namespace: a path, a name (/var/run/netns/NAME), pid:N, or \"self\" "
-      "(the only way to act on weir's own namespace)");
+      "(the only way to act on weir's own namespace)")
+      ->type_name("NETNS");
   if (required) o->required();
-  app.add_option("--lock-timeout", lock_timeout_ms, "Milliseconds to wait for the namespace's lock (default 10000)");
+  if (!writer) return;
+  app.add_option("--lock-timeout", lock_timeout_ms, "Milliseconds to wait for the namespace's lock (default 10000)")
+      ->type_name("MS");
 }
 
 Result<NetnsTarget> NetnsFlags::target() const {
@@ -43,7 +46,8 @@ Result<NetnsTarget> NetnsFlags::target() const {
 }
 
 void OutputFlag::bind(CLI::App& app) {
-  app.add_option("--output,-o", format, "Output format: text or json")
+  app.add_option("--output,-o", format, "Output format: text (default) or json")
+      ->type_name("FORMAT")
       ->check(CLI::IsMember({"text", "json"}));
 }
 
@@ -86,7 +90,7 @@ class PlanCommand : public Command {
 class ApplyCommand : public Command {
  public:
   void bind(CLI::App& app) override {
-    netns_.bind(app, true);
+    netns_.bind(app, true, true);
     flags_.bind(app);
   }
   Result<int> run() override {
@@ -126,7 +130,7 @@ nlohmann::json to_json(const PlanDiff& d) {
 class CheckCommand : public Command {
  public:
   void bind(CLI::App& app) override {
-    netns_.bind(app, true);
+    netns_.bind(app, true, false);
     output_.bind(app);
     flags_.bind(app);
   }
@@ -155,7 +159,7 @@ class CheckCommand : public Command {
 
 class CleanCommand : public Command {
  public:
-  void bind(CLI::App& app) override { netns_.bind(app, true); }
+  void bind(CLI::App& app) override { netns_.bind(app, true, true); }
   Result<int> run() override {
     Result<NetnsTarget> t = netns_.target();
     if (!t) return t.error();
@@ -171,7 +175,7 @@ class CleanCommand : public Command {
 class ShowCommand : public Command {
  public:
   void bind(CLI::App& app) override {
-    netns_.bind(app, true);
+    netns_.bind(app, true, false);
     output_.bind(app);
   }
   Result<int> run() override {

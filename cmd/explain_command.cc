@@ -49,27 +49,27 @@ class ExplainCommand : public Command {
         "from 198.18.0.1:40000 (127.0.0.1 when --dst is loopback) sent by uid 1000, gid 1000. "
         "The family follows the addresses given. Without --netns the rules are planned from the "
         "capture flags (defaults if none).");
-    netns_.bind(app, false);
+    netns_.bind(app, false, false);
     output_.bind(app);
-    CLI::Option* dir = app.add_option("--direction", direction_, "inbound or outbound")
+    CLI::Option* dir = app.add_option("--direction", direction_, "inbound or outbound")->type_name("DIR")
                            ->check(CLI::IsMember({"inbound", "outbound"}));
-    CLI::Option* hook = app.add_option("--hook", hook_, "prerouting or output (instead of --direction)")
+    CLI::Option* hook = app.add_option("--hook", hook_, "prerouting or output (instead of --direction)")->type_name("HOOK")
                             ->check(CLI::IsMember({"prerouting", "output"}));
     dir->excludes(hook);
-    app.add_option("--proto", proto_, "tcp or udp")->check(CLI::IsMember({"tcp", "udp"}));
-    src_opt_ = app.add_option("--src", src_, "Source address");
-    dst_opt_ = app.add_option("--dst", dst_, "Destination address");
-    sport_opt_ = app.add_option("--sport", sport_, "Source port (default 40000)");
-    app.add_option("--dport", dport_, "Destination port")->required();
-    uid_opt_ = app.add_option("--uid", uid_, "UID of the sending process (outbound; default 1000)");
-    gid_opt_ = app.add_option("--gid", gid_, "GID of the sending process (outbound; default 1000)");
-    in_iface_opt_ = app.add_option("--in-iface", in_iface_, "Interface the packet arrives on (inbound; default eth0)");
+    app.add_option("--proto", proto_, "tcp or udp")->type_name("PROTO")->check(CLI::IsMember({"tcp", "udp"}));
+    src_opt_ = app.add_option("--src", src_, "Source address")->type_name("ADDR");
+    dst_opt_ = app.add_option("--dst", dst_, "Destination address")->type_name("ADDR");
+    sport_opt_ = app.add_option("--sport", sport_, "Source port (default 40000)")->type_name("PORT");
+    app.add_option("--dport", dport_, "Destination port")->type_name("PORT")->required();
+    uid_opt_ = app.add_option("--uid", uid_, "UID of the sending process (outbound; default 1000)")->type_name("UID");
+    gid_opt_ = app.add_option("--gid", gid_, "GID of the sending process (outbound; default 1000)")->type_name("GID");
+    in_iface_opt_ = app.add_option("--in-iface", in_iface_, "Interface the packet arrives on (inbound; default eth0)")->type_name("IFACE");
     out_iface_opt_ = app.add_option("--out-iface", out_iface_,
-                                    "Interface the packet leaves by (outbound; default lo for local destinations, else eth0)");
-    app.add_option("--ct-state", ct_state_, "Conntrack state: new, established, related or invalid")
+                                    "Interface the packet leaves by (outbound; default lo for local destinations, else eth0)")->type_name("IFACE");
+    app.add_option("--ct-state", ct_state_, "Conntrack state: new, established, related or invalid")->type_name("STATE")
         ->check(CLI::IsMember({"new", "established", "related", "invalid"}));
-    app.add_option("--mark", mark_, "Packet mark (decimal or 0x-hex)");
-    app.add_option("--connmark", connmark_, "Connection mark (decimal or 0x-hex)");
+    app.add_option("--mark", mark_, "Packet mark (decimal or 0x-hex)")->type_name("MARK");
+    app.add_option("--connmark", connmark_, "Connection mark (decimal or 0x-hex)")->type_name("MARK");
     flags_.bind(app);
   }
 
