@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Issue 5 item 6: `weir explain` agrees with the kernel.
 
-For each of several capture specs (defaults, port and CIDR lists, several proxy
+For each of 15 capture specs (defaults, port and CIDR lists, several proxy
 UIDs/GIDs, DNS capture of all DNS and of given servers, TPROXY, excluded and
-kube-virt interfaces, IPv4 only), `weir apply --config SPEC` captures the
+kube-virt interfaces, one family only, no inbound capture, drop invalid, and
+combinations), `weir apply --config SPEC` captures the
 testbed pod "app"; then hundreds of flows, generated systematically (both
 families; inbound from two peers to ports in and out of every list; outbound
 TCP as applications, proxy UIDs and GIDs and root to ports and peers in and out
@@ -105,6 +106,12 @@ def specs(peer, peer2):
         ("exclude-eth0", {"excludeInterfaces": "eth0"}),
         ("kubevirt-eth0", {"kubeVirtInterfaces": "eth0"}),
         ("ipv4-only", {"ipFamilies": "ipv4"}),
+        ("ipv6-only-tproxy", {"ipFamilies": "ipv6", "mode": "tproxy"}),
+        ("tproxy-dns-kubevirt", {"mode": "tproxy", "dns": {"capture": True}, "kubeVirtInterfaces": "eth0"}),
+        ("uids-dns-excludes", {"proxyUids": "1337,1500", "proxyGids": "1337,2000", "dns": {"capture": True},
+                               "excludeOutboundPorts": "80,443", "excludeInboundPorts": "8080"}),
+        ("no-inbound", {"inboundPorts": "", "outboundPorts": "8080-9000"}),
+        ("drop-invalid", {"dropInvalid": True, "excludeOutboundCidrs": [p4, p6]}),
     ]
 
 
@@ -167,7 +174,7 @@ def explain(rules, f, *, hook=None, mark=None):
         argv += ["--mark", mark]
     cp = run(argv)
     if cp.returncode != 0:
-        return {"error": cp.stderr.strip() or cp.stdout.strip(), "argv": argv}
+        return {"error": f"exit {cp.returncode}: {cp.stderr.strip() or cp.stdout.strip()}", "argv": argv}
     return json.loads(cp.stdout)
 
 
