@@ -105,7 +105,7 @@ class ExplainCommand : public Command {
     }
     if (!rules.find(packet->family)) {
       return Error{ErrorKind::InvalidArgument,
-                   std::string("no ") + weir::to_string(packet->family) + " rules (" + source +
+                   std::string("weir has no ") + weir::to_string(packet->family) + " rules here (" + source +
                        "); the packet's family follows --src/--dst"};
     }
 
