@@ -409,6 +409,44 @@ TEST_CASE("explain: the raw table runs before conntrack") {
   CHECK(e.steps[0].matched);
 }
 
+TEST_CASE("explain: RELATED and INVALID packets skip nat; conntrack-less tables") {
+  const auto plan = plan_of(Family::V4, {table("nat", "OUTPUT", {Chain{"WEIR_OUTPUT", {tcp(Redirect{15001})}}})});
+  Packet p = outbound("198.18.0.2", "198.18.1.1", 80);
+  for (auto st : {Packet::CtState::Related, Packet::CtState::Invalid, Packet::CtState::Established}) {
+    p.ct_state = st;
+    CHECK(explain(plan, p).verdict.kind == ExplainVerdict::Untouched);
+  }
+
+  // In raw there is no conntrack entry yet: CONNMARK does nothing and a
+  // connmark match fails even when negated.
+  Rule save = rule(Connmark{Connmark::Save});
+  Rule neg = rule(Verdict{Verdict::Drop});
+  neg.connmark = MarkMatch{1, 0xffffffff, true};
+  const auto raw = plan_of(Family::V4, {Table{"raw", {Chain{"OUTPUT", {save, neg}}}},
+                                        Table{"mangle", {Chain{"OUTPUT", {neg}}}}});
+  p = outbound("198.18.0.2", "198.18.1.1", 80);
+  p.mark = 7;
+  const auto e = explain(raw, p);
+  REQUIRE(e.steps.size() == 3);
+  CHECK(e.steps[0].effect == "CONNMARK: no conntrack entry, nothing done");
+  CHECK(e.steps[1].effect == "no match: -m connmark ! --mark 0x1: no conntrack entry");
+  CHECK(e.steps[2].table == "mangle");
+  CHECK(e.verdict.kind == ExplainVerdict::Dropped);  // mangle has the entry: connmark 0 != 1
+}
+
+TEST_CASE("explain: unknown targets are noted and the walk goes on") {
+  const auto plan = plan_of(Family::V4, {table("nat", "OUTPUT",
+                                               {Chain{"WEIR_A", {rule(UnknownTarget{"LOG"}), rule(Redirect{15001})}}})});
+  const auto e = explain(plan, outbound("198.18.0.2", "198.18.1.1", 80));
+  CHECK(e.verdict.kind == ExplainVerdict::Redirected);
+  CHECK(e.steps[1].effect.find("target LOG not evaluated") != std::string::npos);
+  bool noted = false;
+  for (const auto& n : e.notes) noted = noted || n.find("unknown target LOG") != std::string::npos;
+  CHECK(noted);
+  CHECK(to_json(e)["notes"].size() == e.notes.size());
+  CHECK(render_explanation(e).find("note: nat WEIR_A rule 1: unknown target LOG") != std::string::npos);
+}
+
 TEST_CASE("explain: loops and missing chains are reported, not followed forever") {
   const auto loop = plan_of(Family::V4, {table("nat", "OUTPUT",
                                                {Chain{"WEIR_A", {rule(Jump{"WEIR_B"})}},
