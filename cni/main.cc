@@ -254,20 +254,31 @@ Output run(Invocation& inv, const std::string& input) {
 
 int main() {
   using namespace weir::cni;
-  const auto start = std::chrono::steady_clock::now();
   // spdlog's default logger writes to stdout, which belongs to the result.
   setup_logging();
   Invocation inv;
   inv.env = read_env([](const char* name) { return std::getenv(name); });
   Output out;
+  // The duration logged is weir's own work: it starts once the runtime has
+  // written stdin, whose timing is the runtime's.
+  auto start = std::chrono::steady_clock::now();
   try {
-    out = run(inv, read_stdin());
+    std::string input = read_stdin();
+    start = std::chrono::steady_clock::now();
+    out = run(inv, input);
   } catch (const std::exception& e) {
     out = {error_document(inv.config.cni_version, CniError{code::kInternal, "internal error", e.what()}), false};
   }
   const std::string text = out.doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-  // One write, so a reader never sees half a document.
-  if (::write(STDOUT_FILENO, text.data(), text.size()) < 0) spdlog::error("write result: {}", std::strerror(errno));
+  for (size_t done = 0; done < text.size();) {
+    ssize_t n = ::write(STDOUT_FILENO, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      spdlog::error("write result: {}", std::strerror(errno));
+      break;
+    }
+    done += static_cast<size_t>(n);
+  }
 
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   std::string outcome = out.ok ? "ok" : "error " + std::to_string(out.doc.value("code", 0)) + ": " + out.doc.value("msg", "");
