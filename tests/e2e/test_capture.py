@@ -142,6 +142,17 @@ def main():
         expect_captured(tb, "changed spec: app -> peer2:8080 now captured", app, peer2.addr(8080),
                         port=OUT, orig=peer2.addr(8080), uid=APP_UID, gid=APP_UID)
 
+        # check notices a rule deleted by hand, in either family; apply repairs it.
+        changed = ["--exclude-inbound-ports", "9090"]
+        for fam, tool in ((4, "iptables-legacy"), (6, "ip6tables-legacy")):
+            tb.exec(app, [tool, "-t", "nat", "-D", "WEIR_OUTPUT", "1"], check=True)
+            cp = weir("check", "--netns", app.netns, *changed)
+            check(f"IPv{fam}: weir check exits 1 with a diff after a rule is deleted by hand",
+                  cp.returncode == 1 and "WEIR_OUTPUT" in cp.stdout + cp.stderr, cp.stdout + cp.stderr)
+            must(weir("apply", "--netns", app.netns, *changed), "weir apply (repair)")
+            cp = weir("check", "--netns", app.netns, *changed)
+            check(f"IPv{fam}: apply repairs it (check exits 0)", cp.returncode == 0, cp.stdout + cp.stderr)
+
         # Clean removes exactly weir's rules.
         must(weir("clean", "--netns", app.netns), "weir clean")
         for fam in (4, 6):
