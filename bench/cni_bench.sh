@@ -78,7 +78,8 @@ int main(int argc, char** argv) {
 C
 cc -O2 -o "$tmp/timer" "$tmp/timer.c"
 
-exec python3 - "$WEIR_CNI" "$tmp" "$runs" <<'PY'
+# Not exec: the EXIT trap must still remove $tmp.
+python3 - "$WEIR_CNI" "$tmp" "$runs" <<'PY'
 import json, os, signal, statistics, subprocess, sys
 
 weirs, tmp, runs = sys.argv[1].split(":"), sys.argv[2], int(sys.argv[3])
