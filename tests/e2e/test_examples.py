@@ -151,6 +151,7 @@ def parse_all():
         check(docs[0]["kind"] == "DaemonSet" and "/opt/cni/bin" in paths, "DaemonSet mounts the node's /opt/cni/bin")
         script = " ".join(spec["initContainers"][0].get("args", []))
         check("weir-cni" in script and "mv -f" in script, "DaemonSet copies weir-cni then renames it into place")
+        run_installer_script(script)
 
     # Dockerfile: a Debian 12 build stage running the one build command, a minimal final stage.
     df = open(os.path.join(EX, "Dockerfile")).read()
@@ -163,6 +164,28 @@ def parse_all():
             if part != ".":
                 check(os.path.exists(os.path.join(SRC, part)), f"Dockerfile copies {part}, which exists")
     return manifests, conflist
+
+
+def run_installer_script(script):
+    """The DaemonSet's copy step, run here with a temporary directory as the
+    node's /opt/cni/bin and the built weir-cni as the image's."""
+    import tempfile  # noqa: PLC0415
+    cni = os.path.join(BIN, "weir-cni")
+    if not have(cni):
+        note("weir-cni not built: the DaemonSet's install script is not run")
+        return
+    with tempfile.TemporaryDirectory(prefix="weir-ds-") as host:
+        s = script.replace("/host/opt/cni/bin", host).replace("/usr/local/bin/weir-cni", cni)
+        r = subprocess.run(["/bin/sh", "-c", s], capture_output=True, text=True, timeout=30)
+        installed = os.path.join(host, "weir-cni")
+        try:
+            versions = json.loads(r.stdout).get("supportedVersions", [])
+        except ValueError:
+            versions = []
+        check(r.returncode == 0 and have(installed) and "1.0.0" in versions
+              and sorted(os.listdir(host)) == ["weir-cni"],
+              f"DaemonSet install script puts an executable weir-cni in place, no temp file left, "
+              f"and it answers VERSION (rc {r.returncode}, {r.stdout.strip()[:120]} {r.stderr.strip()[-200:]})")
 
 
 # ------------------------------------------------------------------ command lines
