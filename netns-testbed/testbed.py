@@ -752,7 +752,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="weir's netns testbed: a node on one machine")
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("cleanup", help="remove leftover namespaces, processes and temp dirs")
-    c.add_argument("--prefix", required=True, help="e.g. wt-bed- (names starting with it)")
+    c.add_argument("--prefix", required=True,
+                   help="e.g. wt-bed-1234- : removes EVERY namespace whose name starts with it, "
+                        "including those of tests still running")
     ls = sub.add_parser("list", help="list testbed namespaces")
     ls.add_argument("--prefix", default="wt-")
     sub.add_parser("demo", help="two pods and a few connections, then cleanup")
