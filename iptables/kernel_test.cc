@@ -498,6 +498,29 @@ TEST_CASE("apply: a failure in the second commit leaves the namespace exactly as
   }
 }
 
+TEST_CASE("apply: a rule the kernel refuses fails with context and changes nothing") {
+  REQUIRE_ROOT();
+  TestNs ns;
+  ns.touch_tables();
+  REQUIRE(apply(ns.target(), default_spec()).ok());
+  std::string before4 = ns.save(Family::V4), before6 = ns.save(Family::V6);
+  // The DNS plan (a changed nat table, a new raw table, committed first) plus
+  // a mangle table whose rule jumps to a chain that does not exist: libiptc
+  // takes it, the kernel refuses that commit, the others are put back.
+  RulePlan bad = plan(dns_spec());
+  Rule jump;
+  jump.target = Jump{"WEIR_NOWHERE"};
+  bad.rulesets[0].tables.push_back(Table{"mangle", {Chain{"OUTPUT", {jump}}}});
+  inside(ns, [&] {
+    Status s = make_iptc_backend()->apply(bad);
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.error().kind == ErrorKind::Kernel);
+    CHECK_MESSAGE(s.error().message.find("commit ipv4 mangle table: ") == 0, s.error().message);
+  });
+  CHECK(ns.save(Family::V4) == before4);
+  CHECK(ns.save(Family::V6) == before6);
+}
+
 TEST_CASE("apply: a failed change away from TPROXY keeps the TPROXY rules and routes") {
   REQUIRE_ROOT();
   TestNs ns;
