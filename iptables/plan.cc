@@ -184,7 +184,7 @@ Table nat_table(const CaptureSpec& s, Family f) {
   if (s.dns.capture) lo_not_inbound.push_back({53, 53});
   if (s.inbound_tunnel_port != 0) lo_not_inbound.push_back({s.inbound_tunnel_port, s.inbound_tunnel_port});
   for (const auto& o : owners.all) {
-    Rule r = jump(kInRedirect, "proxy (" + owner_text(o) + ") calling the pod own address: treated as inbound");
+    Rule r = jump(kInRedirect, "proxy (" + owner_text(o) + ") to the pod address over lo: treated as inbound");
     r.dst = lo;
     r.dst_negated = true;
     r.out_iface = "lo";
