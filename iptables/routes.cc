@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 
 #include <memory>
+#include <optional>
 
 namespace weir::routes {
 namespace {
@@ -195,26 +196,32 @@ Result<std::vector<PolicyRoute>> list(Family f) {
   return out;
 }
 
-Result<bool> link_exists(const std::string& name) {
+namespace {
+
+// The IFF_* flags of the link called `name`, or nullopt when there is none.
+Result<std::optional<unsigned>> link_flags(const std::string& name) {
   auto sock = connect();
   if (!sock) return sock.error();
   rtnl_link* raw = nullptr;
   int err = rtnl_link_get_kernel(sock->get(), 0, name.c_str(), &raw);
-  if (err == -NLE_OBJ_NOTFOUND || err == -NLE_NODEV) return false;
+  if (err == -NLE_OBJ_NOTFOUND || err == -NLE_NODEV) return std::optional<unsigned>{};
   if (err < 0) return nl_error("look up link " + name, err);
   Link link(raw);
-  return true;
+  return std::optional<unsigned>{rtnl_link_get_flags(link.get())};
+}
+
+}  // namespace
+
+Result<bool> link_exists(const std::string& name) {
+  auto flags = link_flags(name);
+  if (!flags) return flags.error();
+  return flags->has_value();
 }
 
 Result<bool> link_is_up(const std::string& name) {
-  auto sock = connect();
-  if (!sock) return sock.error();
-  rtnl_link* raw = nullptr;
-  int err = rtnl_link_get_kernel(sock->get(), 0, name.c_str(), &raw);
-  if (err == -NLE_OBJ_NOTFOUND || err == -NLE_NODEV) return false;
-  if (err < 0) return nl_error("look up link " + name, err);
-  Link link(raw);
-  return (rtnl_link_get_flags(link.get()) & IFF_UP) != 0;
+  auto flags = link_flags(name);
+  if (!flags) return flags.error();
+  return flags->has_value() && (**flags & IFF_UP) != 0;
 }
 
 }  // namespace weir::routes
