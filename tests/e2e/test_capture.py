@@ -19,30 +19,12 @@ Exit 77 when not root or when the binaries are not built.
 
 import os
 import re
-import subprocess
 import sys
 
-sys.path.insert(0, os.path.join(os.environ.get("WEIR_SOURCE_DIR", os.path.dirname(os.path.dirname(
-    os.path.dirname(os.path.abspath(__file__))))), "netns-testbed"))
-import testbed  # noqa: E402
-from testbed import Testbed  # noqa: E402
+from checks import check, finish, testbed, Testbed, weir  # noqa: E402
 
 OUT, IN = 15001, 15006
 APP_UID = 1000
-FAILURES = []
-
-
-def check(desc, cond, detail=""):
-    print(f"{'ok  ' if cond else 'FAIL'} {desc}" + ("" if cond else f"\n       {detail}"), flush=True)
-    if not cond:
-        FAILURES.append(desc)
-
-
-def weir(*args, timeout=30):
-    argv = [os.path.join(testbed.bin_dir(), "weir")] + [str(a) for a in args]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-
-
 def must(cp, what):
     if cp.returncode != 0:
         raise SystemExit(f"FAIL {what}: exit {cp.returncode}\n{cp.stdout}\n{cp.stderr}")
@@ -163,11 +145,7 @@ def main():
         expect_direct(tb, "after clean: app -> peer:8080", app, peer.addr(8080), port=8080, uid=APP_UID)
         must(weir("clean", "--netns", app.netns), "weir clean (nothing left to remove)")
 
-    if FAILURES:
-        print(f"{len(FAILURES)} check(s) failed: {FAILURES}")
-        return 1
-    print("all checks passed")
-    return 0
+    return finish()
 
 
 if __name__ == "__main__":

@@ -14,29 +14,11 @@ import os
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.join(os.environ.get("WEIR_SOURCE_DIR", os.path.dirname(os.path.dirname(
-    os.path.dirname(os.path.abspath(__file__))))), "netns-testbed"))
-import testbed  # noqa: E402
-from testbed import Testbed  # noqa: E402
+from checks import check, finish, testbed, Testbed, weir, weir_argv  # noqa: E402
 
 ROUNDS = 12
 SPEC_A = ["--exclude-outbound-ports", "9000"]   # 9000 goes straight through
 SPEC_B = ["--outbound-ports", "9000,7070"]      # only 9000 and 7070 are captured
-FAILURES = []
-
-
-def check(desc, cond, detail=""):
-    print(f"{'ok  ' if cond else 'FAIL'} {desc}" + ("" if cond else f"\n       {detail}"), flush=True)
-    if not cond:
-        FAILURES.append(desc)
-
-
-def weir_argv(*args):
-    return [os.path.join(testbed.bin_dir(), "weir")] + [str(a) for a in args]
-
-
-def weir(*args):
-    return subprocess.run(weir_argv(*args), capture_output=True, text=True, timeout=60)
 
 
 def main():
@@ -92,11 +74,8 @@ def main():
             check(f"round {rnd}: app -> peer:9000 lands on {want} ({'B' if b_ok else 'A' if a_ok else 'none'} live)",
                   r.get("landed") == want, r)
 
-    if FAILURES:
-        print(f"{len(FAILURES)} check(s) failed: {FAILURES}")
-        return 1
-    print(f"all checks passed ({ROUNDS} rounds)")
-    return 0
+    print(f"{ROUNDS} rounds")
+    return finish()
 
 
 if __name__ == "__main__":

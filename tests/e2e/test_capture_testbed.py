@@ -22,20 +22,7 @@ import subprocess
 import sys
 import time
 
-TB_DIR = os.path.join(os.environ.get("WEIR_SOURCE_DIR", os.path.dirname(os.path.dirname(
-    os.path.dirname(os.path.abspath(__file__))))), "netns-testbed")
-sys.path.insert(0, TB_DIR)
-import testbed  # noqa: E402
-from testbed import Testbed  # noqa: E402
-
-FAILURES = []
-
-
-def check(desc, cond, detail=""):
-    print(f"{'ok  ' if cond else 'FAIL'} {desc}" + ("" if cond else f"\n       {detail}"), flush=True)
-    if not cond:
-        FAILURES.append(desc)
-
+from checks import check, finish, testbed, Testbed, TB_DIR  # noqa: E402
 
 def root_links():
     """Names of the root namespace's links that a misplaced testbed would add."""
@@ -157,11 +144,7 @@ def main():
     check("no bridge or veth of the testbed in the root namespace", "cni0" not in after and after <= links_before,
           f"before {links_before} after {after}")
     print(f"({time.monotonic() - t0:.1f}s)")
-    if FAILURES:
-        print(f"{len(FAILURES)} check(s) failed: {FAILURES}")
-        return 1
-    print("all checks passed")
-    return 0
+    return finish()
 
 
 if __name__ == "__main__":
