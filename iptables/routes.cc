@@ -1,5 +1,7 @@
 #include "routes.h"
 
+#include "netns.h"
+
 #include <linux/fib_rules.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
@@ -12,8 +14,11 @@
 #include <netlink/route/route.h>
 #include <netlink/route/rule.h>
 #include <netlink/socket.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
+#include <cerrno>
+#include <cstring>
 #include <memory>
 #include <optional>
 
@@ -196,32 +201,30 @@ Result<std::vector<PolicyRoute>> list(Family f) {
   return out;
 }
 
-namespace {
-
-// The IFF_* flags of the link called `name`, or nullopt when there is none.
-Result<std::optional<unsigned>> link_flags(const std::string& name) {
+Result<bool> link_exists(const std::string& name) {
   auto sock = connect();
   if (!sock) return sock.error();
   rtnl_link* raw = nullptr;
   int err = rtnl_link_get_kernel(sock->get(), 0, name.c_str(), &raw);
-  if (err == -NLE_OBJ_NOTFOUND || err == -NLE_NODEV) return std::optional<unsigned>{};
+  if (err == -NLE_OBJ_NOTFOUND || err == -NLE_NODEV) return false;
   if (err < 0) return nl_error("look up link " + name, err);
   Link link(raw);
-  return std::optional<unsigned>{rtnl_link_get_flags(link.get())};
-}
-
-}  // namespace
-
-Result<bool> link_exists(const std::string& name) {
-  auto flags = link_flags(name);
-  if (!flags) return flags.error();
-  return flags->has_value();
+  return true;
 }
 
 Result<bool> link_is_up(const std::string& name) {
-  auto flags = link_flags(name);
-  if (!flags) return flags.error();
-  return flags->has_value() && (**flags & IFF_UP) != 0;
+  if (name.size() >= IFNAMSIZ) return false;
+  // A socket belongs to the namespace of the thread that creates it.
+  Fd sock(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!sock.valid()) sock = Fd(::socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!sock.valid()) return system_error(ErrorKind::Kernel, "socket for link " + name, errno);
+  ifreq req{};
+  std::memcpy(req.ifr_name, name.data(), name.size());
+  if (::ioctl(sock.get(), SIOCGIFFLAGS, &req) < 0) {
+    if (errno == ENODEV) return false;
+    return system_error(ErrorKind::Kernel, "flags of link " + name, errno);
+  }
+  return (req.ifr_flags & IFF_UP) != 0;
 }
 
 }  // namespace weir::routes

@@ -24,6 +24,9 @@ Status remove(const PolicyRoute& r);
 Result<std::vector<PolicyRoute>> list(Family f);
 
 // Link state, for warnings ("excluded interface eth7 does not exist", "lo is down").
+// link_exists asks netlink. link_is_up asks with one SIOCGIFFLAGS ioctl: it is
+// on every pod's apply path, and the netlink round trip through libnl cost
+// 80 us there against about 10 us for the ioctl.
 Result<bool> link_exists(const std::string& name);
 Result<bool> link_is_up(const std::string& name);
 
