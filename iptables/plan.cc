@@ -98,16 +98,22 @@ bool captures_inbound(const CaptureSpec& s) {
   return !s.inbound_ports.has_value() || !s.inbound_ports->empty();
 }
 
-// Rules shared by nat (REDIRECT) and mangle (TPROXY) inbound chains: excluded
-// ports and source CIDRs, then the capture rules jumping to `capture_chain`.
-void inbound_capture_rules(const CaptureSpec& s, Family f, const char* capture_chain,
-                           const std::string& what, std::vector<Rule>& out) {
-  for (const auto& group : pack_multiport(inbound_excludes(s))) {
-    Rule r = ret("inbound port " + ports_text(group) + " is not captured");
+// RETURN for TCP to any of `ports`, packed into multiport groups; `what`
+// begins the comment ("inbound port 15008,15020 is not captured").
+void return_for_ports(const std::vector<PortRange>& ports, const std::string& what, std::vector<Rule>& out) {
+  for (const auto& group : pack_multiport(ports)) {
+    Rule r = ret(what + " " + ports_text(group) + " is not captured");
     r.proto = Proto::Tcp;
     set_dports(r, group, false);
     out.push_back(std::move(r));
   }
+}
+
+// Rules shared by nat (REDIRECT) and mangle (TPROXY) inbound chains: excluded
+// ports and source CIDRs, then the capture rules jumping to `capture_chain`.
+void inbound_capture_rules(const CaptureSpec& s, Family f, const char* capture_chain,
+                           const std::string& what, std::vector<Rule>& out) {
+  return_for_ports(inbound_excludes(s), "inbound port", out);
   for (const auto& c : of_family(s.exclude_inbound_cidrs, f)) {
     Rule r = ret("inbound from " + format_cidr(c) + " is not captured");
     r.src = c;
@@ -236,12 +242,7 @@ Table nat_table(const CaptureSpec& s, Family f) {
 
   // Outbound by destination: excludes, then includes.
   std::vector<Rule> outbound;
-  for (const auto& group : pack_multiport(s.exclude_outbound_ports)) {
-    Rule r = ret("outbound port " + ports_text(group) + " is not captured");
-    r.proto = Proto::Tcp;
-    set_dports(r, group, false);
-    outbound.push_back(std::move(r));
-  }
+  return_for_ports(s.exclude_outbound_ports, "outbound port", outbound);
   for (const auto& c : of_family(s.exclude_outbound_cidrs, f)) {
     Rule r = ret("outbound to " + format_cidr(c) + " is not captured");
     r.dst = c;
