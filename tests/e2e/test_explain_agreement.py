@@ -47,6 +47,7 @@ PEER_UDP = [53, 5353]
 IDS = [(1000, 1000), (1337, 1337), (1000, 1337), (1337, 1000), (1500, 1500), (1000, 2000), (0, 0)]
 CONNECT_TIMEOUT_MS = 1500
 LIVE_EVERY = 5  # also explain every 5th flow on the live rules (weir explain --netns)
+SERVER_SECONDS = 1200  # = the ctest TIMEOUT of every e2e test
 
 
 def weir_bin():
@@ -253,10 +254,12 @@ def main():
         os.chmod(ready_dir, 0o777)
         serve_as(tb, app, [DNS], 1337, 1337, ready_dir)
         serve_as(tb, app, [DNS], 1337, 1337, ready_dir, udp=True)
-        tb.serve(app, APP_PORTS, uid=1000, gid=1000)
+        # The servers live for the whole test, which under a sanitizer build
+        # takes longer than the probe's default safety limit: use ctest's timeout.
+        tb.serve(app, APP_PORTS, uid=1000, gid=1000, max_seconds=SERVER_SECONDS)
         for p in (peer, peer2):
-            tb.serve(p, PEER_TCP)
-            tb.serve(p, PEER_UDP, udp=True)
+            tb.serve(p, PEER_TCP, max_seconds=SERVER_SECONDS)
+            tb.serve(p, PEER_UDP, udp=True, max_seconds=SERVER_SECONDS)
 
         all_flows = flows(app, peer, peer2)
         only = [n for n in os.environ.get("WEIR_EXPLAIN_SPECS", "").split(",") if n]  # for debugging
