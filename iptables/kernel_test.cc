@@ -106,7 +106,7 @@ class TestNs {
   }
   const std::string& name() const { return name_; }
   std::string path() const { return "/var/run/netns/" + name_; }
-  NetnsTarget target() const { return NetnsTarget{path(), false, 5000, "/run/weir/locks"}; }
+  NetnsTarget target() const { return NetnsTarget{path(), false, 5000}; }
   std::string exec(const std::string& cmd) const { return "ip netns exec " + name_ + " " + cmd; }
   // A namespace's tables appear (in iptables-save too) on first use; use them
   // all so that a before/after comparison sees rules, not table creation.
@@ -334,11 +334,25 @@ TEST_CASE("netns: guard enters and comes back; lock times out while held") {
   REQUIRE(back.ok());
   CHECK(back->same_as(*home));
 
-  std::string dir = "/tmp/wt-kern-" + std::to_string(::getpid()) + "-locks";
-  auto held = NetnsLock::acquire(*target, 100, dir);
-  REQUIRE(held.ok());
+  // The lock is the namespace's own: taken through /var/run/netns/NAME, it
+  // holds against the same namespace reached through /proc.
+  std::optional<Netns> via_proc;
+  {
+    auto guard = NetnsGuard::enter(*target);
+    REQUIRE(guard.ok());
+    auto cur = Netns::current();
+    REQUIRE(cur.ok());
+    CHECK(cur->path() != target->path());
+    via_proc.emplace(std::move(*cur));
+  }
+  std::optional<NetnsLock> held;
+  {
+    auto l = NetnsLock::acquire(*target, 100);
+    REQUIRE(l.ok());
+    held.emplace(std::move(*l));
+  }
   auto start = std::chrono::steady_clock::now();
-  auto second = NetnsLock::acquire(*target, 50, dir);
+  auto second = NetnsLock::acquire(*via_proc, 50);
   auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
   REQUIRE_FALSE(second.ok());
   CHECK(second.error().kind == ErrorKind::LockTimeout);
@@ -347,12 +361,13 @@ TEST_CASE("netns: guard enters and comes back; lock times out while held") {
   CHECK(waited.count() < 1000);
 
   NetnsTarget t = ns.target();
-  t.lock_dir = dir;
   t.lock_timeout_ms = 30;
   auto blocked = apply(t, default_spec());
   REQUIRE_FALSE(blocked.ok());
   CHECK(blocked.error().kind == ErrorKind::LockTimeout);
-  sh("rm -rf " + dir);
+
+  held.reset();  // released with its descriptor
+  CHECK(NetnsLock::acquire(*via_proc, 50).ok());
 }
 
 // ---------------------------------------------------------------------------

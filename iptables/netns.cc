@@ -94,23 +94,19 @@ NetnsGuard::~NetnsGuard() {
   if (::setns(original_.get(), CLONE_NEWNET) != 0) std::abort();
 }
 
-Result<NetnsLock> NetnsLock::acquire(const Netns& ns, int timeout_ms, const std::string& dir) {
-  // mkdir -p, each component 0700.
-  for (size_t pos = 1; pos <= dir.size(); ++pos) {
-    if (pos != dir.size() && dir[pos] != '/') continue;
-    std::string part = dir.substr(0, pos);
-    if (::mkdir(part.c_str(), 0700) != 0 && errno != EEXIST)
-      return system_error(ErrorKind::Io, "create lock directory " + part, errno);
-  }
-  std::string file = dir + "/netns-" + std::to_string(ns.dev()) + "-" + std::to_string(ns.ino()) + ".lock";
-  int raw = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (raw < 0) return system_error(ErrorKind::Io, "open lock file " + file, errno);
+Result<NetnsLock> NetnsLock::acquire(const Netns& ns, int timeout_ms) {
+  // A file description of its own (not a dup of ns's, which would share the
+  // lock with it): reopening the descriptor through /proc gives one on the
+  // same nsfs inode. The lock goes with this descriptor.
+  const std::string self = "/proc/self/fd/" + std::to_string(ns.fd());
+  int raw = ::open(self.c_str(), O_RDONLY | O_CLOEXEC);
+  if (raw < 0) return system_error(ErrorKind::Io, "reopen network namespace " + ns.path() + " to lock it", errno);
   NetnsLock lock;
   lock.fd_ = Fd(raw);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   for (;;) {
     if (::flock(raw, LOCK_EX | LOCK_NB) == 0) return lock;
-    if (errno != EWOULDBLOCK && errno != EINTR) return system_error(ErrorKind::Io, "lock " + file, errno);
+    if (errno != EWOULDBLOCK && errno != EINTR) return system_error(ErrorKind::Io, "lock network namespace " + ns.path(), errno);
     if (std::chrono::steady_clock::now() >= deadline) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }

@@ -71,14 +71,18 @@ class NetnsGuard {
   Fd original_;
 };
 
-// An exclusive lock for writers to one namespace, keyed by its identity
-// (flock on /run/weir/locks/netns-DEV-INO.lock). Not the node-wide
-// /run/xtables.lock, which other tools can hold for seconds.
+// An exclusive lock for writers to one namespace: flock(2) on the namespace
+// itself. Every path to a network namespace (/var/run/netns/NAME,
+// /proc/PID/ns/net, a runtime's pin under /run/netns or /var/run/netns)
+// opens the one nsfs inode of that namespace, so every weir that writes to
+// it (CLI, CNI plugin, init container) meets the same lock, and there is no
+// lock file to create, to leave behind on the node, or to need a writable
+// /run for. Not the node-wide /run/xtables.lock, which other tools can hold
+// for seconds.
 class NetnsLock {
  public:
   // Waits up to timeout_ms; LockTimeout when it expires.
-  static Result<NetnsLock> acquire(const Netns& ns, int timeout_ms,
-                                   const std::string& dir = "/run/weir/locks");
+  static Result<NetnsLock> acquire(const Netns& ns, int timeout_ms);
   NetnsLock(NetnsLock&&) noexcept = default;
 
  private:

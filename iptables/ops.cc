@@ -40,7 +40,7 @@ Result<Session> begin(const NetnsTarget& t, bool writes) {
   if (!ns) return ns.error();
   Session s{std::move(*ns), std::nullopt, std::nullopt};
   if (writes) {
-    auto lock = NetnsLock::acquire(s.ns, t.lock_timeout_ms, t.lock_dir);
+    auto lock = NetnsLock::acquire(s.ns, t.lock_timeout_ms);
     if (!lock) return lock.error();
     s.lock.emplace(std::move(*lock));
   }

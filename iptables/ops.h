@@ -17,8 +17,7 @@ namespace weir {
 struct NetnsTarget {
   std::string netns_path;        // resolved path (see netns_path())
   bool allow_own_netns = false;  // refuse the caller's own namespace unless set
-  int lock_timeout_ms = 10000;
-  std::string lock_dir = "/run/weir/locks";
+  int lock_timeout_ms = 10000;  // waiting for another writer to the namespace (see NetnsLock)
 };
 
 struct ApplyReport {

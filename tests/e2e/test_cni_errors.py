@@ -110,9 +110,8 @@ def test_lock_held_gives_try_again():
     with Testbed(role="cni") as tb:
         pod = cni_pod(tb, "app")
         before = ns_state(tb, pod)
-        st = os.stat(pod.path)  # the namespace's identity names its lock file
-        os.makedirs("/run/weir/locks", exist_ok=True)
-        with open(f"/run/weir/locks/netns-{st.st_dev}-{st.st_ino}.lock", "a") as lock:
+        # weir's lock is flock(2) on the namespace itself, whatever path reaches it.
+        with open(pod.path, "rb") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             call = call_weir(tb, "ADD", pod, weir_stdin(pod, annotations={**ENABLED, ISTIO + "excludeOutboundPorts": "1"}))
             fcntl.flock(lock, fcntl.LOCK_UN)
