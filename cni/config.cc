@@ -2,7 +2,8 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <sstream>
+#include <cstring>
+#include <string_view>
 
 namespace weir::cni {
 
@@ -69,14 +70,18 @@ std::optional<CniError> check_env(Command command, const CniEnv& env) {
   return std::nullopt;
 }
 
+// Plain string_view splitting: this runs on every invocation, and a stream
+// would cost the plugin a locale set-up for a few dozen bytes.
 std::map<std::string, std::string> parse_cni_args(const std::string& text) {
   std::map<std::string, std::string> out;
-  std::istringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ';')) {
-    auto eq = item.find('=');
-    if (eq == std::string::npos || eq == 0) continue;
-    out[item.substr(0, eq)] = item.substr(eq + 1);
+  std::string_view rest = text;
+  while (!rest.empty()) {
+    size_t semi = rest.find(';');
+    std::string_view item = rest.substr(0, semi);
+    rest = semi == std::string_view::npos ? std::string_view() : rest.substr(semi + 1);
+    size_t eq = item.find('=');
+    if (eq == std::string_view::npos || eq == 0) continue;
+    out[std::string(item.substr(0, eq))] = std::string(item.substr(eq + 1));
   }
   return out;
 }
@@ -107,9 +112,14 @@ bool is_supported_version(const std::string& v) {
 int compare_versions(const std::string& a, const std::string& b) {
   auto parts = [](const std::string& v) {
     std::vector<long> out;
-    std::istringstream in(v);
-    std::string p;
-    while (std::getline(in, p, '.')) out.push_back(std::strtol(p.c_str(), nullptr, 10));
+    const char* p = v.c_str();
+    while (*p && out.size() < 3) {
+      char* end = nullptr;
+      out.push_back(std::strtol(p, &end, 10));
+      p = std::strchr(end, '.');
+      if (!p) break;
+      ++p;
+    }
     out.resize(3, 0);
     return out;
   };

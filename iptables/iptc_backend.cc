@@ -9,18 +9,19 @@ extern "C" {
 #include <libiptc/libip6tc.h>
 }
 #include <libiptc/libiptc.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <string>
 
 #include "iptc_codec.h"
+#include "netns.h"
 #include "routes.h"
 
 namespace weir {
@@ -117,10 +118,28 @@ bool family_missing(int err) { return err == EAFNOSUPPORT || err == ENOPROTOOPT 
 // list cannot be read, every table counts as present.
 template <typename T>
 std::vector<std::string> tables_in_use() {
-  std::ifstream in(T::names_file);
-  if (!in) return {std::begin(kTables), std::end(kTables)};
+  // One read(2), no stream: a stream's locale set-up would cost more than
+  // the rest of this function on a plugin's short run.
+  std::vector<std::string> all{std::begin(kTables), std::end(kTables)};
+  Fd fd(::open(T::names_file, O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return all;
+  char buf[512];
+  std::string text;
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return all;
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
   std::vector<std::string> out;
-  for (std::string line; std::getline(in, line);) out.push_back(line);
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t nl = text.find('\n', start);
+    if (nl == std::string::npos) nl = text.size();
+    if (nl > start) out.push_back(text.substr(start, nl - start));
+    start = nl + 1;
+  }
   return out;
 }
 

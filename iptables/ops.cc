@@ -51,14 +51,11 @@ Result<Session> begin(const NetnsTarget& t, bool writes) {
 }
 
 // Keeps only the given families of a plan.
-RulePlan restrict_to(const RulePlan& p, const std::vector<Family>& fams) {
-  auto keep = [&](Family f) { return std::find(fams.begin(), fams.end(), f) != fams.end(); };
-  RulePlan out;
-  for (const Ruleset& rs : p.rulesets)
-    if (keep(rs.family)) out.rulesets.push_back(rs);
-  for (const PolicyRoute& r : p.routes)
-    if (keep(r.family)) out.routes.push_back(r);
-  return out;
+RulePlan restrict_to(RulePlan p, const std::vector<Family>& fams) {
+  auto drop = [&](Family f) { return std::find(fams.begin(), fams.end(), f) == fams.end(); };
+  std::erase_if(p.rulesets, [&](const Ruleset& rs) { return drop(rs.family); });
+  std::erase_if(p.routes, [&](const PolicyRoute& r) { return drop(r.family); });
+  return p;
 }
 
 // The families to work on, called inside the namespace. A spec asking for
