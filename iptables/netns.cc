@@ -77,11 +77,19 @@ Result<Netns> Netns::current() { return open("/proc/thread-self/ns/net"); }
 
 Result<NetnsGuard> NetnsGuard::enter(const Netns& target) {
   NetnsGuard g;
-  int raw = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-  if (raw < 0) return system_error(ErrorKind::Io, "open the current network namespace", errno);
-  g.original_ = Fd(raw);
-  if (::setns(target.fd(), CLONE_NEWNET) != 0)
-    return system_error(ErrorKind::Kernel, "enter network namespace " + target.path(), errno);
+  Fd original(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+  if (!original.valid()) return system_error(ErrorKind::Io, "open the current network namespace", errno);
+  // Already there (weir-init, `--netns self`): nothing to switch, and no
+  // CAP_SYS_ADMIN needed, which an init container usually lacks.
+  struct stat st {};
+  if (::fstat(original.get(), &st) == 0 && st.st_dev == target.dev() && st.st_ino == target.ino()) return g;
+  if (::setns(target.fd(), CLONE_NEWNET) != 0) {
+    int err = errno;
+    std::string msg = "enter network namespace " + target.path();
+    if (err == EPERM) msg += " (setns needs CAP_SYS_ADMIN)";
+    return system_error(ErrorKind::Kernel, msg, err);  // still where it was: nothing to undo
+  }
+  g.original_ = std::move(original);
   return g;
 }
 

@@ -49,8 +49,8 @@ class Net:
         tb.serve(self.peer, PEER_PORTS)
         tb.serve(self.far, [8080])
 
-    def run(self, args, env=None, where=None, check_rc=0, timeout=30):
-        argv = [WEIR_INIT] + list(args)
+    def run(self, args, env=None, where=None, check_rc=0, timeout=30, wrap=()):
+        argv = list(wrap) + [WEIR_INIT] + list(args)
         if env:
             argv = ["env"] + [f"{k}={v}" for k, v in env.items()] + argv
         cp = self.tb.exec(where or self.pod, argv, timeout=timeout)
@@ -606,6 +606,28 @@ def linkerd_cases(net):
         fail(f"[{C}] the error does not name the flag: {cp.stderr!r}")
 
 
+# What the example manifests give the init container: NET_ADMIN and NET_RAW,
+# nothing else (no CAP_SYS_ADMIN: weir-init must not need setns).
+INIT_CAPS = ["setpriv", "--bounding-set=-all,+net_admin,+net_raw", "--inh-caps=-all", "--"]
+
+
+def capability_cases(net):
+    peer = net.peer
+    for name, args in (("native", []), ("istio", ISTIO_INJECTOR), ("linkerd", LINKERD_CHART)):
+        C = f"{name} with only NET_ADMIN+NET_RAW"
+        cp = net.run(args, wrap=INIT_CAPS, check_rc=None)
+        if cp.returncode != 0:
+            fail(f"[{C}] exit {cp.returncode}: {cp.stderr.strip()}")
+            continue
+        port = 4140 if name == "linkerd" else 15001
+        captured(net, C, "outbound", net.out(peer.addr(8080)), port, peer.addr(8080))
+        cleanup = ["--cleanup"] if name == "native" else [args[0], "--cleanup-only"] if name == "istio" else None
+        if cleanup:
+            net.run(cleanup, wrap=INIT_CAPS)
+            direct(net, C, "outbound after a cleanup with the same capabilities", net.out(peer.addr(8080)), 8080)
+        net.run(["--cleanup"], check_rc=None)
+
+
 def main():
     require_root()
     if not os.access(WEIR_INIT, os.X_OK):
@@ -614,7 +636,8 @@ def main():
     start = time.monotonic()
     with Testbed(role="init") as tb:
         net = Net(tb)
-        for group in (native_cases, istio_cases, istio_dns_cases, istio_drop_invalid_case, linkerd_cases):
+        for group in (native_cases, istio_cases, istio_dns_cases, istio_drop_invalid_case, linkerd_cases,
+                      capability_cases):
             try:
                 group(net)
             except Exception as e:  # one broken group must not hide the others
