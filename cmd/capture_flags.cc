@@ -59,8 +59,11 @@ const FlagDef kFlags[] = {
      }},
     {"proxy-uid", Arity::List, "IDS", "UIDs of the proxy, never captured (default 1337; numeric only)",
      [](CaptureSpec& s, const std::string& w, const std::string& v, bool) {
+       // As istio-iptables: the GIDs default to the UIDs. GIDs that were set
+       // apart from the UIDs (proxyGids in --config) stay as they are.
+       const bool gids_follow = s.proxy_gids == s.proxy_uids;
        Status st = assign(parse_id_list(w, v), s.proxy_uids, w);
-       if (st) s.proxy_gids = s.proxy_uids;  // as istio-iptables: GIDs default to the UIDs
+       if (st && gids_follow) s.proxy_gids = s.proxy_uids;
        return st;
      }},
     {"proxy-gid", Arity::List, "IDS", "GIDs of the proxy, never captured (default: the UIDs)",
@@ -184,7 +187,9 @@ Status merge_config_file(CaptureSpec& spec, const std::string& path) {
   } catch (const nlohmann::json::exception& e) {
     return Error{ErrorKind::InvalidSpec, what + ": not JSON: " + e.what()};
   }
-  Status st = merge_json(spec, j);
+  // Validated in build(), once the flags are on top: a flag may fix what the
+  // file alone gets wrong (e.g. --inbound-port over a file's clashing port).
+  Status st = merge_json(spec, j, MergeCheck::Defer);
   if (!st) return st.error().wrap(what);
   return {};
 }

@@ -80,6 +80,26 @@ TEST_CASE("config file first, then only the flags given") {
   CHECK(s->drop_invalid);            // not given as a flag: the file's value stays
 }
 
+TEST_CASE("a flag fixes what the config file alone gets wrong; the file's GIDs stay") {
+  const std::string clash = temp_file("clash.json", R"({"outboundPort": 15006})");
+  Result<CaptureSpec> s = build_from({"--config", clash, "--inbound-port", "15007"});
+  REQUIRE_MESSAGE(s.ok(), (s.ok() ? "" : s.error().message));
+  CHECK(s->outbound_port == 15006);
+  CHECK(s->inbound_port == 15007);
+  // Without the flag the clash is still refused, by name.
+  Result<CaptureSpec> bad = build_from({"--config", clash});
+  std::remove(clash.c_str());
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().message.find("outboundPort and inboundPort") != std::string::npos);
+
+  const std::string gids = temp_file("gids.json", R"({"proxyUids": [2102], "proxyGids": [3000]})");
+  Result<CaptureSpec> g = build_from({"--config", gids, "--proxy-uid", "2103"});
+  std::remove(gids.c_str());
+  REQUIRE(g.ok());
+  CHECK(g->proxy_uids == std::vector<uint32_t>{2103});
+  CHECK(g->proxy_gids == std::vector<uint32_t>{3000});
+}
+
 TEST_CASE("config file errors name the file") {
   const std::string path = temp_file("bad.json", R"({"noSuchKey": 1})");
   Result<CaptureSpec> s = build_from({"--config", path});

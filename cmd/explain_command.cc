@@ -65,7 +65,7 @@ class ExplainCommand : public Command {
     gid_opt_ = app.add_option("--gid", gid_, "GID of the sending process (outbound; default 1000)")->type_name("GID");
     in_iface_opt_ = app.add_option("--in-iface", in_iface_, "Interface the packet arrives on (inbound; default eth0)")->type_name("IFACE");
     out_iface_opt_ = app.add_option("--out-iface", out_iface_,
-                                    "Interface the packet leaves by (outbound; default lo for local destinations, else eth0)")->type_name("IFACE");
+                                    "Interface the packet leaves by (outbound; default lo for loopback destinations and the pod's own address, --src, else eth0)")->type_name("IFACE");
     app.add_option("--ct-state", ct_state_, "Conntrack state: new, established, related or invalid")->type_name("STATE")
         ->check(CLI::IsMember({"new", "established", "related", "invalid"}));
     app.add_option("--mark", mark_, "Packet mark (decimal or 0x-hex)")->type_name("MARK");
@@ -103,12 +103,8 @@ class ExplainCommand : public Command {
       rules = std::move(*live);
       source = "live rules of " + t->netns_path;
     }
-    if (!rules.find(packet->family)) {
-      return Error{ErrorKind::InvalidArgument,
-                   std::string("weir has no ") + weir::to_string(packet->family) + " rules here (" + source +
-                       "); the packet's family follows --src/--dst"};
-    }
-
+    // A family without rules is an answer, not an error: "why does my IPv6
+    // traffic bypass the proxy?" -- because weir installed no IPv6 rules.
     const Explanation e = explain(rules, *packet);
     if (output_.json()) {
       nlohmann::json j = to_json(e);

@@ -122,9 +122,11 @@ struct View {
   uint32_t connmark;
 };
 
+// The kernel routes a packet to one of the pod's own addresses over lo; the
+// only own address a Packet names is its source.
 std::string default_out_iface(const Packet& p) {
   if (!p.out_iface.empty()) return p.out_iface;
-  return is_loopback(p.dst) ? "lo" : "eth0";
+  return is_loopback(p.dst) || p.dst == p.src ? "lo" : "eth0";
 }
 
 View make_view(const Packet& p, bool in_raw) {
@@ -482,7 +484,8 @@ Explanation explain(const RulePlan& plan, const Packet& p) {
   Explanation e;
   if (rs == nullptr) {
     e.verdict = ExplainVerdict{ExplainVerdict::Untouched, 0, p.mark, "no weir rule matched"};
-    e.summary = std::string("passed untouched: the plan has no ") + to_string(p.family) + " rules";
+    e.summary = std::string("passed untouched: weir has no ") + to_string(p.family) + " rules, so " +
+                to_string(p.family) + " traffic is not captured";
     e.notes.push_back(e.summary);
   } else {
     e = Walker(*rs, resolved).run();

@@ -468,7 +468,7 @@ TEST_CASE("explain: a family the plan does not cover passes untouched") {
   const auto plan = plan_of(Family::V4, {table("nat", "OUTPUT", {Chain{"WEIR_A", {rule(Redirect{15001})}}})});
   const auto e = explain(plan, outbound("fd00::2", "fd00::1:1", 80));
   CHECK(e.verdict.kind == ExplainVerdict::Untouched);
-  CHECK(e.summary == "passed untouched: the plan has no ipv6 rules");
+  CHECK(e.summary == "passed untouched: weir has no ipv6 rules, so ipv6 traffic is not captured");
 }
 
 TEST_CASE("render_explanation and to_json carry the packet, the steps and the verdict") {
@@ -620,7 +620,7 @@ TEST_CASE("explain on planned specs: port and CIDR lists, interfaces") {
   check_flow(plan, outbound("198.18.0.2", "198.18.1.1", 80), redirected(15001));
   check_flow(plan, outbound("198.18.0.2", "198.18.2.1", 80), kUntouched, "nat WEIR_OUTBOUND");
   check_flow(plan, outbound("198.18.0.2", "198.19.0.1", 80), kUntouched);  // not in the include list
-  check_flow(plan, outbound("198.18.0.2", "198.18.1.1", 3306), kUntouched, "nat WEIR_OUTBOUND rule 1");
+  check_flow(plan, outbound("198.18.0.2", "198.18.1.1", 3306), kUntouched, "nat WEIR_OUTPUT rule 2");
   Packet out9 = outbound("198.18.0.2", "198.18.1.1", 80);
   out9.out_iface = "eth9";
   check_flow(plan, out9, kUntouched, "nat WEIR_OUTPUT rule 1");
@@ -727,4 +727,26 @@ TEST_CASE("explain on planned specs: TPROXY inbound and drop invalid") {
   }
 }
 
+TEST_CASE("explain: a packet to the pod's own address leaves by lo unless told otherwise") {
+  RulePlan plan = weir::plan(CaptureSpec{});
+  Packet p;
+  p.family = Family::V4;
+  p.hook = Packet::Hook::Output;
+  p.proto = Proto::Tcp;
+  p.src = *parse_cidr("198.18.0.1");
+  p.dst = *parse_cidr("198.18.0.1");
+  p.sport = 40000;
+  p.dport = 8080;
+  p.uid = 1000;
+  p.gid = 1000;
+  Explanation app = explain(plan, p);
+  CHECK(app.packet.out_iface == "lo");
+  CHECK(app.verdict.kind == ExplainVerdict::Untouched);  // the application talking to itself
+  p.uid = p.gid = 1337;
+  Explanation proxy = explain(plan, p);
+  CHECK(proxy.verdict.kind == ExplainVerdict::Redirected);  // the proxy's lo traffic is inbound
+  CHECK(proxy.verdict.port == 15006);
+}
+
 }  // namespace weir
+

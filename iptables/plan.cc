@@ -100,10 +100,11 @@ bool captures_inbound(const CaptureSpec& s) {
 
 // RETURN for TCP to any of `ports`, packed into multiport groups; `what`
 // begins the comment ("inbound port 15008,15020 is not captured").
-void return_for_ports(const std::vector<PortRange>& ports, const std::string& what, std::vector<Rule>& out) {
+void return_for_ports(const std::vector<PortRange>& ports, const std::string& what, std::vector<Rule>& out,
+                      Proto proto = Proto::Tcp) {
   for (const auto& group : pack_multiport(ports)) {
     Rule r = ret(what + " " + ports_text(group) + " is not captured");
-    r.proto = Proto::Tcp;
+    r.proto = proto;
     set_dports(r, group, false);
     out.push_back(std::move(r));
   }
@@ -148,6 +149,13 @@ Table nat_table(const CaptureSpec& s, Family f) {
     inbound.push_back(std::move(r));
   }
   for (const auto& iface : s.kube_virt_interfaces) {
+    // Excluded outbound ports sit in WEIR_OUTPUT, which this path skips.
+    std::vector<Rule> port_excludes;
+    return_for_ports(s.exclude_outbound_ports, "kube-virt interface " + iface + ": outbound port", port_excludes);
+    for (Rule& r : port_excludes) {
+      r.in_iface = iface;
+      inbound.push_back(std::move(r));
+    }
     Rule r = jump(kOutbound, "kube-virt interface " + iface + ": inbound is treated as outbound");
     r.in_iface = iface;
     r.proto = Proto::Tcp;
@@ -173,13 +181,18 @@ Table nat_table(const CaptureSpec& s, Family f) {
   in_redirect.comment = "to the proxy inbound port";
   t.chains.push_back(Chain{kInRedirect, {in_redirect}});
 
-  // OUTPUT: the proxy's own traffic, lo, DNS, then outbound capture.
+  // OUTPUT: excluded interfaces and ports, the proxy's own traffic, lo, DNS,
+  // then outbound capture. Excluded destination ports come first, as
+  // istio-iptables puts them: never captured means not as DNS (UDP too when
+  // DNS is captured) and not as the proxy's lo traffic treated as inbound.
   std::vector<Rule> output;
   for (const auto& iface : s.exclude_interfaces) {
     Rule r = ret("excluded interface " + iface);
     r.out_iface = iface;
     output.push_back(std::move(r));
   }
+  return_for_ports(s.exclude_outbound_ports, "outbound port", output);
+  if (s.dns.capture) return_for_ports(s.exclude_outbound_ports, "outbound UDP port", output, Proto::Udp);
   {
     Rule r = ret("proxy passthrough source " + format_addr(passthrough) + ": the proxy talking to its app");
     r.src = passthrough;
@@ -242,7 +255,6 @@ Table nat_table(const CaptureSpec& s, Family f) {
 
   // Outbound by destination: excludes, then includes.
   std::vector<Rule> outbound;
-  return_for_ports(s.exclude_outbound_ports, "outbound port", outbound);
   for (const auto& c : of_family(s.exclude_outbound_cidrs, f)) {
     Rule r = ret("outbound to " + format_cidr(c) + " is not captured");
     r.dst = c;

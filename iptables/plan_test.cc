@@ -254,6 +254,22 @@ TEST_CASE("kube-virt interfaces: inbound is treated as outbound") {
   CHECK(redirected_to(in(p, "198.18.0.2", 80, "eth0"), 15006));
 }
 
+TEST_CASE("excluded outbound ports: never captured, also not as DNS nor as the proxy's lo traffic") {
+  CaptureSpec s;
+  s.dns.capture = true;
+  s.dns.capture_all = true;
+  s.exclude_outbound_ports = {{53, 53}, {9000, 9000}};
+  RulePlan p = planned(s);
+  CHECK(untouched(out(p, "198.18.1.1", 53, 1000, "eth0")));                 // TCP DNS
+  CHECK(untouched(out(p, "198.18.1.1", 53, 1000, "eth0", Proto::Udp)));     // UDP DNS
+  CHECK(untouched(out(p, "198.18.1.1", 9000, 1000, "eth0")));
+  CHECK(redirected_to(out(p, "198.18.1.1", 9001, 1000, "eth0"), 15001));
+  // The proxy calling the pod's own address over lo on an excluded port
+  // is not treated as inbound (as istio-iptables orders it).
+  CHECK(untouched(out(p, "198.18.0.2", 9000, 1337, "lo")));
+  CHECK(redirected_to(out(p, "198.18.0.2", 9001, 1337, "lo"), 15006));
+}
+
 TEST_CASE("DNS capture: all DNS, or only to the pod's nameservers") {
   CaptureSpec s;
   s.dns.capture = true;

@@ -9,6 +9,7 @@
 #include <netlink/cache.h>
 #include <netlink/errno.h>
 #include <netlink/netlink.h>
+#include <netlink/route/addr.h>
 #include <netlink/route/link.h>
 #include <netlink/route/nexthop.h>
 #include <netlink/route/route.h>
@@ -225,6 +226,34 @@ Result<bool> link_is_up(const std::string& name) {
     return system_error(ErrorKind::Kernel, "flags of link " + name, errno);
   }
   return (req.ifr_flags & IFF_UP) != 0;
+}
+
+Result<AddressFamilies> global_address_families() {
+  auto sock = connect();
+  if (!sock) return sock.error();
+  nl_cache* raw = nullptr;
+  if (int err = rtnl_addr_alloc_cache(sock->get(), &raw); err < 0) return nl_error("list addresses", err);
+  Cache cache(raw);
+  AddressFamilies out;
+  for (nl_object* o = nl_cache_get_first(cache.get()); o; o = nl_cache_get_next(o)) {
+    auto* a = reinterpret_cast<rtnl_addr*>(o);
+    int scope = rtnl_addr_get_scope(a);
+    if (scope == RT_SCOPE_HOST || scope == RT_SCOPE_LINK || scope == RT_SCOPE_NOWHERE) continue;
+    nl_addr* local = rtnl_addr_get_local(a);
+    if (!local) continue;
+    const auto* b = static_cast<const uint8_t*>(nl_addr_get_binary_addr(local));
+    unsigned len = nl_addr_get_len(local);
+    int family = rtnl_addr_get_family(a);
+    if (family == AF_INET && len == 4) {
+      if (b[0] == 127 || (b[0] == 169 && b[1] == 254)) continue;
+      out.v4 = true;
+    } else if (family == AF_INET6 && len == 16) {
+      static const uint8_t loopback6[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+      if (std::memcmp(b, loopback6, 16) == 0 || (b[0] == 0xfe && (b[1] & 0xc0) == 0x80)) continue;
+      out.v6 = true;
+    }
+  }
+  return out;
 }
 
 }  // namespace weir::routes

@@ -30,4 +30,14 @@ Result<std::vector<PolicyRoute>> list(Family f);
 Result<bool> link_exists(const std::string& name);
 Result<bool> link_is_up(const std::string& name);
 
+// Which families have a global unicast address on some interface of the
+// calling thread's namespace: not loopback (127.0.0.0/8, ::1), not link-local
+// (169.254.0.0/16, fe80::/10), not host or link scope. Tentative (DAD
+// pending) addresses count: they are the pod's. Reading needs no privilege.
+struct AddressFamilies {
+  bool v4 = false;
+  bool v6 = false;
+};
+Result<AddressFamilies> global_address_families();
+
 }  // namespace weir::routes

@@ -385,6 +385,10 @@ Status validate(const CaptureSpec& spec) {
     return spec_error("outboundPort and inboundPort are both " + std::to_string(spec.inbound_port) +
                       "; the proxy needs two different ports");
   }
+  if (spec.proxy_uids.empty() && spec.proxy_gids.empty()) {
+    return spec_error("proxyUids and proxyGids are both empty: the proxy's own connections would be "
+                      "captured and sent back to the proxy (a loop); give the proxy's UID or GID");
+  }
   if (spec.dns.capture) {
     if (auto st = check_port("dns.port", spec.dns.port); !st) return st;
     if (spec.dns.port == spec.outbound_port || spec.dns.port == spec.inbound_port) {
@@ -423,12 +427,14 @@ Status validate(const CaptureSpec& spec) {
   return {};
 }
 
-Status merge_json(CaptureSpec& spec, const json& j) {
+Status merge_json(CaptureSpec& spec, const json& j, MergeCheck check) {
   // nlohmann throws on misuse; none of it may escape the library.
   try {
     CaptureSpec merged = spec;
     if (auto st = merge_keys(merged, j); !st) return st;
-    if (auto st = validate(merged); !st) return st;
+    if (check == MergeCheck::Validate) {
+      if (auto st = validate(merged); !st) return st;
+    }
     spec = std::move(merged);
     return {};
   } catch (const std::exception& e) {

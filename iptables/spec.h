@@ -59,8 +59,11 @@ Status validate(const CaptureSpec& spec);
 
 // Reads a JSON object into `spec`, starting from the values already in it (so
 // a config file can be layered over defaults and flags over the file).
-// Unknown keys and wrong types are errors naming the key. Validates the result.
-Status merge_json(CaptureSpec& spec, const nlohmann::json& j);
+// Unknown keys and wrong types are errors naming the key. Validates the result
+// unless `check` is Defer: a caller that layers more on top (flags over a
+// config file) validates once, at the end, so the file alone need not be valid.
+enum class MergeCheck { Validate, Defer };
+Status merge_json(CaptureSpec& spec, const nlohmann::json& j, MergeCheck check = MergeCheck::Validate);
 Result<CaptureSpec> spec_from_json(const nlohmann::json& j);
 nlohmann::json to_json(const CaptureSpec& spec);
 

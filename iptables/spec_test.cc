@@ -169,8 +169,10 @@ TEST_CASE("the default spec is valid") {
   CHECK(validate(CaptureSpec{}).ok());
   CaptureSpec s;
   s.proxy_uids.clear();
+  CHECK(validate(s).ok());  // the GIDs alone identify the proxy
   s.proxy_gids.clear();
-  CHECK(validate(s).ok());  // no proxy bypass is allowed
+  check_invalid(s, {"proxyUids", "proxyGids", "empty", "loop"});
+  s = {};
   CHECK(families(CaptureSpec{}) == std::vector<Family>{Family::V4, Family::V6});
   s.ip_families = IpFamilies::V6;
   CHECK(families(s) == std::vector<Family>{Family::V6});
@@ -378,10 +380,15 @@ TEST_CASE("JSON: proxyGids defaults to proxyUids") {
   CHECK(s->proxy_uids == std::vector<uint32_t>{1337});
   CHECK(s->proxy_gids == std::vector<uint32_t>{5});
 
-  s = spec_from_json(json{{"proxyUids", json::array()}});
+  s = spec_from_json(json{{"proxyUids", json::array()}, {"proxyGids", "7"}});
   REQUIRE(s.ok());
   CHECK(s->proxy_uids.empty());
-  CHECK(s->proxy_gids.empty());
+  CHECK(s->proxy_gids == std::vector<uint32_t>{7});
+
+  // Nothing left to tell the proxy by: its traffic would loop back into it.
+  s = spec_from_json(json{{"proxyUids", json::array()}});
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.error().message.find("proxyUids and proxyGids are both empty") != std::string::npos);
 }
 
 TEST_CASE("JSON: selectors and list forms") {
