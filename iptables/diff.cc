@@ -100,6 +100,12 @@ void diff_tables(const std::string& family_where, const Table& want, const Table
     } else {
       static const std::vector<Rule> kNone;
       diff_rules(where, name, w ? w->rules : kNone, l ? l->rules : kNone, f, out);
+      if (builtin && w && l && !l->rules.empty() && l->foreign_before != w->foreign_before) {
+        out.lines.push_back(DiffLine{DiffLine::Changed, where + " " + name + " position of weir's jump",
+                                     "weir's jump first in " + name,
+                                     std::to_string(l->foreign_before) + " rule(s) of another tool before weir's jump "
+                                     "in " + name + ": traffic they accept or redirect bypasses capture"});
+      }
     }
   }
 }

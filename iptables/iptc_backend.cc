@@ -155,9 +155,15 @@ Table read_table(xtc_handle* h, const std::string& name) {
     bool builtin = T::builtin(label.get(), h);
     if (!builtin && !weir_chain(chain)) continue;
     Chain out{chain, {}};
+    unsigned foreign = 0;
     for (const auto* e = T::first_rule(label.get(), h); e; e = T::next_rule(e, h)) {
       Rule r = iptc::decode(e, T::family, T::get_target(e, h));
-      if (!builtin || weir_jump(r)) out.rules.push_back(std::move(r));
+      if (!builtin || weir_jump(r)) {
+        if (builtin) out.foreign_before = foreign;
+        out.rules.push_back(std::move(r));
+      } else {
+        ++foreign;
+      }
     }
     if (!builtin || !out.rules.empty()) table.chains.push_back(std::move(out));
   }

@@ -475,6 +475,40 @@ TEST_CASE("check: clean after apply, reports a rule deleted by hand") {
   REQUIRE(drift.ok());
   CHECK_FALSE(drift->diff.empty());
   CHECK(render_diff(drift->diff).find("WEIR_OUTPUT") != std::string::npos);
+
+  // IPv6 rules left from a dual-stack apply are drift for an IPv4-only spec.
+  CaptureSpec v4 = default_spec();
+  v4.ip_families = IpFamilies::V4;
+  REQUIRE(apply(ns.target(), default_spec()).ok());
+  auto stale = check(ns.target(), v4);
+  REQUIRE(stale.ok());
+  CHECK(render_diff(stale->diff).find("ipv6 rules: extra") != std::string::npos);
+  REQUIRE(apply(ns.target(), v4).ok());  // apply removes them
+  auto clean_v4 = check(ns.target(), v4);
+  REQUIRE(clean_v4.ok());
+  CHECK_MESSAGE(clean_v4->diff.empty(), render_diff(clean_v4->diff));
+}
+
+TEST_CASE("check and apply: a rule put before weir's jump is drift; apply moves the jump back to the head") {
+  REQUIRE_ROOT();
+  TestNs ns;
+  REQUIRE(apply(ns.target(), default_spec()).ok());
+  REQUIRE(sh(ns.exec("iptables-legacy -t nat -I OUTPUT 1 -p tcp --dport 9999 -j ACCEPT")).code == 0);
+  auto drift = check(ns.target(), default_spec());
+  REQUIRE(drift.ok());
+  const std::string text = render_diff(drift->diff);
+  CHECK_MESSAGE(text.find("OUTPUT position of weir's jump") != std::string::npos, text);
+  CHECK(text.find("bypasses capture") != std::string::npos);
+
+  REQUIRE(apply(ns.target(), default_spec()).ok());
+  auto fixed = check(ns.target(), default_spec());
+  REQUIRE(fixed.ok());
+  CHECK_MESSAGE(fixed->diff.empty(), render_diff(fixed->diff));
+  const std::string out = sh(ns.exec("iptables-legacy -t nat -S OUTPUT")).out;
+  const size_t weir = out.find("-j WEIR_OUTPUT"), foreign = out.find("--dport 9999 -j ACCEPT");
+  REQUIRE(weir != std::string::npos);
+  REQUIRE(foreign != std::string::npos);  // the other tool's rule stays
+  CHECK(weir < foreign);
 }
 
 TEST_CASE("apply: a failure in the second commit leaves the namespace exactly as before") {

@@ -177,6 +177,10 @@ struct Rule {
 struct Chain {
   std::string name;
   std::vector<Rule> rules;
+  // Built-in chains read from a namespace: how many rules of other tools sit
+  // before weir's jumps. weir installs its jumps at the head (0), so that no
+  // rule added later can let traffic bypass capture; more than 0 is drift.
+  unsigned foreign_before = 0;
   bool operator==(const Chain&) const = default;
 };
 

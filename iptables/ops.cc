@@ -124,7 +124,9 @@ Result<CheckReport> check(const NetnsTarget& t, const CaptureSpec& spec, Backend
   if (!fams) return fams.error();
   CheckReport report;
   report.wanted = restrict_to(plan(spec), *fams);
-  auto live = backend->read(*fams);
+  // Every family, not only the spec's: weir rules of a family the spec no
+  // longer wants are drift too (apply would remove them).
+  auto live = backend->read(all_families());
   if (!live) return live.error().wrap("read netns " + t.netns_path);
   report.live = order_like(*live, report.wanted);
   report.diff = diff(report.wanted, report.live);
