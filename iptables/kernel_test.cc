@@ -489,6 +489,21 @@ TEST_CASE("check: clean after apply, reports a rule deleted by hand") {
   CHECK_MESSAGE(clean_v4->diff.empty(), render_diff(clean_v4->diff));
 }
 
+TEST_CASE("apply: IPv6 rules come with ::6 on lo, once; an IPv4-only apply does not add it") {
+  REQUIRE_ROOT();
+  TestNs ns;
+  CaptureSpec v4 = default_spec();
+  v4.ip_families = IpFamilies::V4;
+  REQUIRE(apply(ns.target(), v4).ok());
+  CHECK(sh("ip -n " + ns.name() + " -6 addr show dev lo").out.find("::6/128") == std::string::npos);
+  REQUIRE(apply(ns.target(), default_spec()).ok());
+  REQUIRE(apply(ns.target(), default_spec()).ok());  // already there: fine
+  const std::string lo = sh("ip -n " + ns.name() + " -6 addr show dev lo").out;
+  const size_t at = lo.find("inet6 ::6/128");
+  CHECK_MESSAGE(at != std::string::npos, lo);
+  CHECK(lo.find("inet6 ::6/128", at + 1) == std::string::npos);
+}
+
 TEST_CASE("check and apply: a rule put before weir's jump is drift; apply moves the jump back to the head") {
   REQUIRE_ROOT();
   TestNs ns;
@@ -518,9 +533,11 @@ TEST_CASE("apply: a failure in the second commit leaves the namespace exactly as
     REQUIRE(sh(ns.exec("iptables-legacy -t nat -A OUTPUT -p tcp --dport 9999 -j RETURN")).code == 0);
     ns.touch_tables();
     std::string before4 = ns.save(Family::V4), before6 = ns.save(Family::V6);
+    const std::string lo_before = sh("ip -n " + ns.name() + " -6 addr show dev lo").out;
     auto backend = make_iptc_backend(IptcOptions{2, 10});
     auto rep = apply(ns.target(), default_spec(), backend.get());
     REQUIRE_FALSE(rep.ok());
+    CHECK(sh("ip -n " + ns.name() + " -6 addr show dev lo").out == lo_before);  // ::6 taken back
     CHECK(rep.error().message.find("failure injected") != std::string::npos);
     CHECK(rep.error().message.find("commit ipv") != std::string::npos);
     CHECK(ns.save(Family::V4) == before4);

@@ -110,7 +110,20 @@ Result<ApplyReport> apply(const NetnsTarget& t, const CaptureSpec& spec, Backend
   auto fams = usable_families(spec, t.netns_path, &report.warnings);
   if (!fams) return fams.error();
   report.plan = restrict_to(plan(spec), *fams);
-  if (Status s = backend->apply(report.plan); !s) return s.error().wrap("apply in netns " + t.netns_path);
+  // The IPv6 rules let the proxy's connections from ::6 through; the proxy
+  // can bind ::6 only once lo has it (127.0.0.6 needs nothing). Added before
+  // the rules and taken back if they fail: all or nothing. Left in place by
+  // clean: weir cannot tell its own from one the pod's runtime added.
+  bool added_pt = false;
+  if (report.plan.find(Family::V6) != nullptr) {
+    auto added = routes::add_lo_address(passthrough_addr(Family::V6));
+    if (!added) return added.error().wrap("apply in netns " + t.netns_path);
+    added_pt = *added;
+  }
+  if (Status s = backend->apply(report.plan); !s) {
+    if (added_pt) (void)routes::remove_lo_address(passthrough_addr(Family::V6));
+    return s.error().wrap("apply in netns " + t.netns_path);
+  }
   link_warnings(spec, t.netns_path, report.warnings);
   return report;
 }

@@ -196,6 +196,9 @@ std::string render_plan(const RulePlan& plan, RenderOptions opts) {
     for (const auto& r : plan.routes) {
       if (r.family == rs.family) out += route_text(r);
     }
+    if (rs.family == Family::V6) {
+      out += "# weir: ipv6 address ::6/128 on lo (the proxy's passthrough source; apply adds it when missing)\n";
+    }
   }
   // Routes of a family without rules (not something plan() makes) still show.
   for (const auto& r : plan.routes) {

@@ -228,6 +228,50 @@ Result<bool> link_is_up(const std::string& name) {
   return (req.ifr_flags & IFF_UP) != 0;
 }
 
+namespace {
+
+struct RtAddrFree { void operator()(rtnl_addr* a) const { rtnl_addr_put(a); } };
+using RtAddr = std::unique_ptr<rtnl_addr, RtAddrFree>;
+
+Result<RtAddr> lo_address(const Cidr& c) {
+  const int lo = static_cast<int>(if_nametoindex("lo"));
+  if (lo == 0) return system_error(ErrorKind::Kernel, "find lo", errno);
+  const int family = af(c.family);
+  Addr local(nl_addr_build(family, c.addr.data(), c.family == Family::V4 ? 4 : 16));
+  RtAddr a(rtnl_addr_alloc());
+  if (!local || !a) return Error{ErrorKind::Internal, "allocate an address: out of memory", 0};
+  nl_addr_set_prefixlen(local.get(), c.prefix);
+  rtnl_addr_set_ifindex(a.get(), lo);
+  rtnl_addr_set_family(a.get(), family);
+  if (int err = rtnl_addr_set_local(a.get(), local.get()); err < 0) return nl_error("set address", err);
+  rtnl_addr_set_prefixlen(a.get(), c.prefix);
+  if (c.family == Family::V6) rtnl_addr_set_flags(a.get(), IFA_F_NODAD);
+  return a;
+}
+
+}  // namespace
+
+Result<bool> add_lo_address(const Cidr& c) {
+  auto sock = connect();
+  if (!sock) return sock.error();
+  auto a = lo_address(c);
+  if (!a) return a.error();
+  int err = rtnl_addr_add(sock->get(), a->get(), NLM_F_EXCL);
+  if (err == -NLE_EXIST) return false;
+  if (err < 0) return nl_error("add " + format_cidr(c) + " to lo", err);
+  return true;
+}
+
+Status remove_lo_address(const Cidr& c) {
+  auto sock = connect();
+  if (!sock) return sock.error();
+  auto a = lo_address(c);
+  if (!a) return a.error();
+  int err = rtnl_addr_delete(sock->get(), a->get(), 0);
+  if (err < 0 && err != -NLE_NOADDR && err != -NLE_OBJ_NOTFOUND) return nl_error("remove " + format_cidr(c) + " from lo", err);
+  return {};
+}
+
 Result<AddressFamilies> global_address_families() {
   auto sock = connect();
   if (!sock) return sock.error();

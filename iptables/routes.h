@@ -34,6 +34,13 @@ Result<bool> link_is_up(const std::string& name);
 // calling thread's namespace: not loopback (127.0.0.0/8, ::1), not link-local
 // (169.254.0.0/16, fe80::/10), not host or link scope. Tentative (DAD
 // pending) addresses count: they are the pod's. Reading needs no privilege.
+// Adds `addr` (a host address) to lo unless it is there; true when added.
+// For the IPv6 passthrough source ::6: IPv6 lets a socket bind only to
+// addresses the host has, and unlike 127.0.0.6 (inside 127.0.0.0/8, which is
+// all local) ::6 is no address until it is put on lo.
+Result<bool> add_lo_address(const Cidr& addr);
+Status remove_lo_address(const Cidr& addr);
+
 struct AddressFamilies {
   bool v4 = false;
   bool v6 = false;
