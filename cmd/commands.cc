@@ -183,6 +183,11 @@ class ShowCommand : public Command {
     if (!t) return t.error();
     Result<RulePlan> live = show(*t);
     if (!live) return live.error();
+    if (live->rulesets.empty() && live->routes.empty() && !output_.json()) {
+      // Silence would read as "nothing printed"; say what was found.
+      std::cout << "# weir: no weir rules in " << t->netns_path << " (nothing of weir's is installed there)\n";
+      return kExitOk;
+    }
     print_plan(*live, output_, RenderOptions{.counters = true});
     return kExitOk;
   }

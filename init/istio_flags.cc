@@ -110,6 +110,12 @@ void bind_istio_flags(CLI::App& app, IstioFlags& f) {
   text_flag(app, "--probe-timeout", f.probe_timeout, "PROBE_TIMEOUT", "validation timeout (5s)");
   text_flag(app, "--log_output_level", f.log_output_level, "LOG_OUTPUT_LEVEL",
             "Istio's log level syntax, e.g. default:info");
+  app.add_flag("--log_as_json", f.log_as_json, "log JSON lines")->envname("LOG_AS_JSON");
+  app.add_flag("--force-apply", f.force_apply, "accepted: weir always reconciles, so this changes nothing")
+      ->envname("FORCE_APPLY");
+  app.add_flag("--native-nftables", f.native_nftables,
+               "accepted, changes nothing: weir programs legacy xtables through libiptc")
+      ->envname("NATIVE_NFTABLES");
 }
 
 Status apply_istio_env_fallbacks(const CLI::App& app, IstioFlags& f) {
@@ -136,8 +142,8 @@ Status apply_istio_env_fallbacks(const CLI::App& app, IstioFlags& f) {
   return {};
 }
 
-Result<IstioCommand> istio_command(const IstioFlags& f, const NameserverSource& nameservers, uint32_t uid,
-                                   uint32_t gid) {
+Result<IstioCommand> istio_command(const IstioFlags& f, const NameserverSource& nameservers,
+                                   const Ipv6OnlySource& ipv6_only, uint32_t uid, uint32_t gid) {
   IstioCommand cmd;
   CaptureSpec& s = cmd.spec;
 
@@ -245,10 +251,19 @@ Result<IstioCommand> istio_command(const IstioFlags& f, const NameserverSource& 
     if (!servers) return servers.error().wrap("--redirect-dns without --capture-all-dns");
     s.dns.servers = *servers;
   }
-  s.ip_families = f.dual_stack ? IpFamilies::Dual : IpFamilies::V4;
-  if (!f.dual_stack) {
-    // Istio splits every list by family and installs IPv6 rules only with
-    // --dual-stack: IPv6 entries are dropped, as Istio's IPv4 rules ignore them.
+  // Istio installs IPv6 rules with --dual-stack or when the pod's own
+  // address is IPv6 (an IPv6-only pod).
+  bool ipv6 = f.dual_stack;
+  if (!f.dual_stack && !f.skip_rule_apply && !f.cleanup_only) {
+    auto only6 = ipv6_only(trim(f.network_namespace));
+    if (!only6) return only6.error().wrap("read the pod's addresses (is it IPv6-only?)");
+    ipv6 = cmd.ipv6_only_pod = *only6;
+  }
+  s.ip_families = ipv6 ? IpFamilies::Dual : IpFamilies::V4;
+  if (!ipv6) {
+    // Istio splits every list by family and installs IPv6 rules only for an
+    // IPv6 or dual-stack pod: IPv6 entries are dropped, as Istio's IPv4 rules
+    // ignore them.
     drop_v6(s.exclude_outbound_cidrs);
     if (s.outbound_cidrs) drop_v6(*s.outbound_cidrs);
     drop_v6(s.dns.servers);

@@ -52,6 +52,9 @@ struct IstioFlags {
   std::string iptables_probe_port = "15002";
   std::string probe_timeout = "5s";
   std::string log_output_level;  // Istio's logging flag ("default:info")
+  bool log_as_json = false;      // Istio's logging flag: JSON lines
+  bool force_apply = false;      // accepted: every weir apply reconciles
+  bool native_nftables = false;  // accepted with a warning: weir programs legacy xtables
 };
 
 // Adds Istio's flags and environment variables to `app`. `f` must outlive
@@ -73,19 +76,31 @@ struct IstioCommand {
   bool apply = true;
   bool validate = false;
   ValidationOptions validation;
+  // IPv6 rules because the pod has only IPv6 addresses (no --dual-stack).
+  bool ipv6_only_pod = false;
 };
 
 // The nameservers DNS capture is limited to without --capture-all-dns; called
 // only then (Istio reads /etc/resolv.conf).
 using NameserverSource = std::function<Result<std::vector<Cidr>>()>;
 
-// Translates the flags. `uid`/`gid` are the caller's, for the validation
-// target: as a proxy UID/GID (Istio's validation container runs as 1337) the
-// dial goes from 127.0.0.1 to 127.0.0.6:PROBE_PORT, which the proxy-on-lo
-// rule captures as inbound, exactly as Istio's validator does; as any other
-// user it goes to 198.19.255.254:PROBE_PORT, which outbound capture takes.
+// Whether the pod is IPv6-only: the namespace the rules go to (`netns`, from
+// --network-namespace; empty: weir-init's own) has a global IPv6 address and
+// no global IPv4 one. Istio enables IPv6 rules when the pod's own address is
+// IPv6, --dual-stack or not. Called only without --dual-stack and only when
+// rules are planned (not for cleanup or validation alone).
+using Ipv6OnlySource = std::function<Result<bool>(const std::string& netns)>;
+
+// Translates the flags. IPv6 rules with --dual-stack or in an IPv6-only pod
+// (`ipv6_only`); otherwise IPv6 entries of -i, -x and the nameservers are
+// dropped, as Istio's IPv4 rules ignore them. `uid`/`gid` are the caller's,
+// for the validation target: as a proxy UID/GID (Istio's validation
+// container runs as 1337) the dial goes from 127.0.0.1 to
+// 127.0.0.6:PROBE_PORT, which the proxy-on-lo rule captures as inbound,
+// exactly as Istio's validator does; as any other user it goes to
+// 198.19.255.254:PROBE_PORT, which outbound capture takes.
 // Errors name the flag.
 Result<IstioCommand> istio_command(const IstioFlags& f, const NameserverSource& nameservers,
-                                   uint32_t uid, uint32_t gid);
+                                   const Ipv6OnlySource& ipv6_only, uint32_t uid, uint32_t gid);
 
 }  // namespace weir

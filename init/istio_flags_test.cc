@@ -11,9 +11,11 @@ namespace weir {
 namespace {
 
 
-// Parses an istio-iptables command line the way weir-init does.
+// Parses an istio-iptables command line the way weir-init does, in a pod
+// that is IPv6-only when `ipv6_only` says so.
 Result<IstioCommand> istio(std::vector<std::string> args, uint32_t uid = 1000, uint32_t gid = 1000,
-                           std::vector<Cidr> nameservers = {}, int* ns_calls = nullptr) {
+                           std::vector<Cidr> nameservers = {}, int* ns_calls = nullptr, bool ipv6_only = false,
+                           int* v6_calls = nullptr) {
   CLI::App app;
   IstioFlags f;
   bind_istio_flags(app, f);
@@ -26,6 +28,10 @@ Result<IstioCommand> istio(std::vector<std::string> args, uint32_t uid = 1000, u
       [&] {
         if (ns_calls) ++*ns_calls;
         return Result<std::vector<Cidr>>(nameservers);
+      },
+      [&](const std::string&) {
+        if (v6_calls) ++*v6_calls;
+        return Result<bool>(ipv6_only);
       },
       uid, gid);
 }
@@ -119,6 +125,74 @@ TEST_CASE("istio: outbound includes and excludes") {
   auto dual = istio({"-i", "10.96.0.0/12,fd00::/8", "--dual-stack"});
   REQUIRE(dual.ok());
   CHECK(*dual->spec.outbound_cidrs == std::vector<Cidr>{cidr("10.96.0.0/12"), cidr("fd00::/8")});
+}
+
+TEST_CASE("istio: an IPv6-only pod gets IPv6 rules without --dual-stack, as in Istio") {
+  int calls = 0;
+  auto c = istio({"-i", "10.96.0.0/12,fd00::/8", "-x", "fd00::1/128", "--redirect-dns", "-b", "*"}, 1000, 1000,
+                 {cidr("fd00::53")}, nullptr, true, &calls);
+  REQUIRE(c.ok());
+  CHECK(calls == 1);
+  CHECK(c->ipv6_only_pod);
+  CHECK(c->spec.ip_families == IpFamilies::Dual);
+  CHECK(*c->spec.outbound_cidrs == std::vector<Cidr>{cidr("10.96.0.0/12"), cidr("fd00::/8")});
+  CHECK(c->spec.exclude_outbound_cidrs == std::vector<Cidr>{cidr("fd00::1/128")});
+  CHECK(c->spec.dns.servers == std::vector<Cidr>{cidr("fd00::53")});
+
+  // An IPv4 or dual-stack pod: IPv4 only, the IPv6 entries dropped.
+  auto v4 = istio({"-i", "10.96.0.0/12,fd00::/8"}, 1000, 1000, {}, nullptr, false);
+  REQUIRE(v4.ok());
+  CHECK_FALSE(v4->ipv6_only_pod);
+  CHECK(v4->spec.ip_families == IpFamilies::V4);
+  CHECK(*v4->spec.outbound_cidrs == std::vector<Cidr>{cidr("10.96.0.0/12")});
+
+  // Not asked with --dual-stack, nor when no rules are planned.
+  for (auto args :
+       {std::vector<std::string>{"--dual-stack"}, {"--cleanup-only"}, {"--run-validation", "--skip-rule-apply"}}) {
+    int n = 0;
+    auto r = istio(args, 1000, 1000, {}, nullptr, true, &n);
+    REQUIRE(r.ok());
+    CHECK(n == 0);
+    CHECK_FALSE(r->ipv6_only_pod);
+  }
+}
+
+TEST_CASE("istio: the pod's addresses: read in the target namespace; an error says what was read") {
+  CLI::App app;
+  IstioFlags f;
+  bind_istio_flags(app, f);
+  auto c = istio_command(
+      f, [] { return Result<std::vector<Cidr>>(std::vector<Cidr>{}); },
+      [](const std::string&) { return Result<bool>(Error{ErrorKind::Kernel, "list addresses: Permission denied", 0}); },
+      1000, 1000);
+  REQUIRE_FALSE(c.ok());
+  CHECK(c.error().message.find("IPv6-only") != std::string::npos);
+  CHECK(c.error().message.find("Permission denied") != std::string::npos);
+
+  // The addresses are read in the namespace the rules go to.
+  f.network_namespace = " /var/run/netns/pod ";
+  std::string asked = "unset";
+  auto named = istio_command(
+      f, [] { return Result<std::vector<Cidr>>(std::vector<Cidr>{}); },
+      [&](const std::string& netns) {
+        asked = netns;
+        return Result<bool>(false);
+      },
+      1000, 1000);
+  REQUIRE(named.ok());
+  CHECK(asked == "/var/run/netns/pod");
+}
+
+TEST_CASE("istio: --log_as_json, --force-apply and --native-nftables are accepted") {
+  CLI::App app;
+  IstioFlags f;
+  bind_istio_flags(app, f);
+  std::vector<const char*> argv{"istio-iptables", "--log_as_json", "--force-apply", "--native-nftables", "-i", "*"};
+  app.parse(static_cast<int>(argv.size()), const_cast<char**>(argv.data()));
+  CHECK(f.log_as_json);
+  CHECK(f.force_apply);
+  CHECK(f.native_nftables);
+  CHECK(istio({"--log_as_json", "--force-apply", "--native-nftables", "-n"}).ok());
 }
 
 TEST_CASE("istio: -q alone captures those ports to any destination") {

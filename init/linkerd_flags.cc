@@ -59,9 +59,11 @@ void bind_linkerd_flags(CLI::App& app, LinkerdFlags& f) {
   app.add_flag("--ipv6", f.ipv6, "IPv6 rules as well (default true; --ipv6=false to turn off)");
   app.add_option("--log-format", f.log_format, "plain or json")->multi_option_policy(last);
   app.add_option("--log-level", f.log_level, "debug, info, warn, error")->multi_option_policy(last);
-  app.add_option("--iptables-mode", f.iptables_mode, "accepted; weir uses libiptc in-process")
+  app.add_option("--iptables-mode", f.iptables_mode,
+                 "accepted, changes nothing: weir always programs legacy xtables through libiptc")
       ->multi_option_policy(last);
-  app.add_flag("-w,--use-wait-flag", f.use_wait_flag, "accepted; weir has its own per-namespace lock");
+  app.add_flag("-w,--use-wait-flag", f.use_wait_flag,
+               "accepted, changes nothing: weir never takes the xtables lock, it has its own per-namespace lock");
   app.add_option("--firewall-bin-path", f.firewall_bin_path, "accepted; weir runs no iptables binary")
       ->multi_option_policy(last);
   app.add_option("--firewall-save-bin-path", f.firewall_save_bin_path, "accepted; weir runs no iptables binary")
@@ -116,6 +118,11 @@ Result<LinkerdCommand> linkerd_command(const LinkerdFlags& f) {
     std::erase_if(s.exclude_inbound_cidrs, [](const Cidr& c) { return c.family == Family::V6; });
   }
 
+  // The spec refuses this too; said here in Linkerd's flags.
+  if (s.proxy_uids.empty() && s.proxy_gids.empty())
+    return Error{ErrorKind::InvalidSpec, "--proxy-uid and --proxy-gid: neither given (-1 is none), so the proxy's "
+                                         "own connections would be captured and loop back into it; give the "
+                                         "proxy's UID (Linkerd's is 2102)"};
   if (auto v = validate(s); !v) return v.error();
 
   if (f.log_format != "plain" && f.log_format != "json")
@@ -123,16 +130,21 @@ Result<LinkerdCommand> linkerd_command(const LinkerdFlags& f) {
   if (!f.iptables_mode.empty()) {
     if (f.iptables_mode != "legacy" && f.iptables_mode != "nft" && f.iptables_mode != "plain")
       return Error{ErrorKind::InvalidSpec, "--iptables-mode: \"" + f.iptables_mode + "\" is not legacy, nft or plain"};
-    cmd.notes.push_back("--iptables-mode=" + f.iptables_mode +
-                        " accepted and not needed: weir programs the kernel in-process through libiptc "
-                        "(the legacy xtables interface) and runs no iptables binary");
+    const std::string always = "weir always programs the legacy xtables interface (ip_tables/ip6_tables) "
+                               "in-process through libiptc and runs no iptables binary";
+    if (f.iptables_mode == "legacy")
+      cmd.notes.push_back("--iptables-mode=legacy: " + always);
+    else
+      cmd.warnings.push_back("--iptables-mode=" + f.iptables_mode + " changes nothing: " + always +
+                             ", so the rules are in the legacy tables (iptables-legacy-save), not in nftables");
   }
   if (f.use_wait_flag)
-    cmd.notes.push_back("-w/--use-wait-flag accepted and not needed: weir serializes writers with its own "
-                        "per-namespace lock, never the node-wide xtables lock");
+    cmd.notes.push_back("-w/--use-wait-flag changes nothing: weir never takes the node-wide xtables lock; it "
+                        "serializes its own writers with a lock on the namespace and retries a commit that "
+                        "raced another writer");
   if (!f.firewall_bin_path.empty() || !f.firewall_save_bin_path.empty())
-    cmd.notes.push_back("--firewall-bin-path/--firewall-save-bin-path accepted and not needed: weir runs no "
-                        "iptables binary");
+    cmd.notes.push_back("--firewall-bin-path/--firewall-save-bin-path change nothing: weir runs no iptables "
+                        "binary, it programs legacy xtables through libiptc");
   cmd.netns = f.netns;
   cmd.simulate = f.simulate;
   return cmd;

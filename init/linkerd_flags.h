@@ -1,8 +1,11 @@
 // Linkerd's proxy-init command line (linkerd2-proxy-init proxy-init/cmd/root.go),
 // read into a CaptureSpec with Linkerd's meanings: no tunnel port, 4190 and
 // 4191 (the proxy's control and admin ports) never captured inbound, and
-// nothing Istio-specific excluded. Flags weir does not need (--iptables-mode,
-// -w, the firewall binary paths) are accepted and explained in a log line.
+// nothing Istio-specific excluded. Flags that choose how proxy-init runs
+// iptables (--iptables-mode, -w, the firewall binary paths) are accepted and
+// change nothing: weir always programs the legacy xtables interface through
+// libiptc, in-process. A log line says so for each; a warning when the flag
+// asked for something else (--iptables-mode nft or plain).
 #pragma once
 
 #include <string>
@@ -31,8 +34,8 @@ struct LinkerdFlags {
   bool ipv6 = true;
   std::string log_format = "plain";
   std::string log_level = "info";
-  // Accepted, not needed: weir talks to the kernel through libiptc and
-  // serializes writers with its own per-namespace lock.
+  // Accepted, changing nothing: weir programs legacy xtables through libiptc
+  // and serializes its writers with its own per-namespace lock.
   std::string iptables_mode;
   bool use_wait_flag = false;
   std::string firewall_bin_path;
@@ -45,7 +48,8 @@ struct LinkerdCommand {
   CaptureSpec spec;
   std::string netns;  // empty = weir-init's own
   bool simulate = false;
-  std::vector<std::string> notes;  // one log line per accepted-but-unneeded flag
+  std::vector<std::string> notes;     // info lines: accepted flags that change nothing
+  std::vector<std::string> warnings;  // warning lines: a flag asked for what weir does not do
 };
 
 // The inbound ports Linkerd never captures: the proxy's control and admin ports.

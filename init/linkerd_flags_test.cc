@@ -44,11 +44,13 @@ TEST_CASE("linkerd: the chart's command line") {
 }
 
 TEST_CASE("linkerd: 4190 and 4191 are never captured, and nothing of Istio's is excluded") {
-  auto c = linkerd({"-p", "4143", "-o", "4140"});
+  // The proxy by its GID alone: the spec refuses neither UID nor GID (a loop).
+  auto c = linkerd({"-p", "4143", "-o", "4140", "-g", "2102"});
   REQUIRE(c.ok());
   CHECK(c->spec.exclude_inbound_ports == ports({{4190, 4190}, {4191, 4191}}));
   CHECK(c->spec.inbound_tunnel_port == 0);
-  CHECK(c->spec.proxy_uids.empty());
+  CHECK(c->spec.proxy_uids.empty());  // no default UID
+  CHECK(c->spec.proxy_gids == std::vector<uint32_t>{2102});
 }
 
 TEST_CASE("linkerd: ranges, repeated flags, subnets, ports to redirect") {
@@ -64,18 +66,29 @@ TEST_CASE("linkerd: ranges, repeated flags, subnets, ports to redirect") {
 }
 
 TEST_CASE("linkerd: --ipv6=false is IPv4 only; --simulate; netns") {
-  auto c = linkerd({"-p", "4143", "-o", "4140", "--ipv6=false", "--simulate", "--netns", "/proc/1/ns/net"});
+  auto c =
+      linkerd({"-p", "4143", "-o", "4140", "-u", "2102", "--ipv6=false", "--simulate", "--netns", "/proc/1/ns/net"});
   REQUIRE(c.ok());
   CHECK(c->spec.ip_families == IpFamilies::V4);
   CHECK(c->simulate);
   CHECK(c->netns == "/proc/1/ns/net");
 }
 
-TEST_CASE("linkerd: flags weir does not need are accepted and explained") {
-  auto c = linkerd({"-p", "4143", "-o", "4140", "--iptables-mode=nft", "-w", "--firewall-bin-path", "iptables-nft"});
+TEST_CASE("linkerd: flags about running iptables are accepted and explained") {
+  auto c = linkerd({"-p", "4143", "-o", "4140", "-u", "2102", "--iptables-mode=nft", "-w", "--firewall-bin-path",
+                    "iptables-nft"});
   REQUIRE(c.ok());
-  CHECK(c->notes.size() == 3);
-  auto bad = linkerd({"-p", "4143", "-o", "4140", "--iptables-mode=bogus"});
+  CHECK(c->notes.size() == 2);
+  // nft asked for rules weir does not write: a warning saying where they are.
+  REQUIRE(c->warnings.size() == 1);
+  CHECK(c->warnings[0].find("--iptables-mode=nft changes nothing") != std::string::npos);
+  CHECK(c->warnings[0].find("legacy xtables") != std::string::npos);
+  auto legacy = linkerd({"-p", "4143", "-o", "4140", "-u", "2102", "--iptables-mode", "legacy"});
+  REQUIRE(legacy.ok());
+  CHECK(legacy->warnings.empty());
+  REQUIRE(legacy->notes.size() == 1);
+  CHECK(legacy->notes[0].find("legacy xtables") != std::string::npos);
+  auto bad = linkerd({"-p", "4143", "-o", "4140", "-u", "2102", "--iptables-mode=bogus"});
   REQUIRE_FALSE(bad.ok());
   CHECK(bad.error().message.find("--iptables-mode") != std::string::npos);
 }
@@ -90,6 +103,9 @@ TEST_CASE("linkerd: errors name the flag") {
   auto bad_subnet = linkerd({"-p", "4143", "-o", "4140", "--subnets-to-ignore", "198.18.0.0/99"});
   REQUIRE_FALSE(bad_subnet.ok());
   CHECK(bad_subnet.error().message.find("--subnets-to-ignore") != std::string::npos);
+  auto no_proxy = linkerd({"-p", "4143", "-o", "4140"});  // -1 for both: the proxy would loop
+  REQUIRE_FALSE(no_proxy.ok());
+  CHECK(no_proxy.error().message.find("--proxy-uid") != std::string::npos);
   CHECK_THROWS_WITH_AS(linkerd({"-p", "4143", "-o", "4140", "--timeout-close-wait-secs", "5"}),
                        doctest::Contains("--timeout-close-wait-secs"), CLI::ParseError);
 }

@@ -9,12 +9,19 @@
 //   weir-init validate ...           is capture in place? (no privilege needed)
 #include <unistd.h>
 
+#include <chrono>
+#include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <iostream>
+#include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -25,6 +32,7 @@
 #include "ops.h"
 #include "plan.h"
 #include "render.h"
+#include "routes.h"
 #include "validate.h"
 
 namespace weir {
@@ -38,8 +46,45 @@ constexpr int kExitOk = 0;
 constexpr int kExitFailed = 1;
 constexpr int kExitUsage = 2;
 
+// Set by setup_logging: errors are then JSON lines too, like every other line.
+bool json_logs = false;
+
+// The text of a JSON string, without its quotes (messages carry quotes:
+// "x" is not a port). nlohmann/json does the escaping.
+std::string json_escape(std::string_view in) {
+  const std::string quoted =
+      nlohmann::json(std::string(in)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return quoted.substr(1, quoted.size() - 2);
+}
+
+// "%*" in a log pattern: the message, escaped for a JSON string.
+class JsonMessage : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+    std::string e = json_escape(std::string_view(msg.payload.data(), msg.payload.size()));
+    dest.append(e.data(), e.data() + e.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<JsonMessage>(); }
+};
+
+constexpr const char* kJsonPattern = R"({"time":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","msg":"%*"})";
+
 int fail(const std::string& what, const std::string& message, int code) {
-  std::cerr << "weir-init: " << what << ": " << message << "\n";
+  if (!json_logs) {
+    std::cerr << "weir-init: " << what << ": " << message << "\n";
+    return code;
+  }
+  // Written directly, not through the logger: an error is printed at any log level.
+  auto now = std::chrono::system_clock::now();
+  std::time_t t = std::chrono::system_clock::to_time_t(now);
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() % 1000000;
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char stamp[40];
+  std::size_t n = std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::snprintf(stamp + n, sizeof stamp - n, ".%06lldZ", static_cast<long long>(us));
+  std::cerr << R"({"time":")" << stamp << R"(","level":"error","msg":")"
+            << json_escape("weir-init: " + what + ": " + message) << "\"}\n";
   return code;
 }
 
@@ -55,8 +100,12 @@ void setup_logging(std::string level, bool json = false) {
   if (!known_level(level)) level = "info";  // callers reject bad names first where they can
   auto logger = spdlog::stderr_logger_mt("weir-init");
   spdlog::set_default_logger(logger);
+  json_logs = json;
   if (json) {
-    spdlog::set_pattern(R"({"time":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","msg":"%v"})", spdlog::pattern_time_type::utc);
+    auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc,
+                                                                 spdlog::details::os::default_eol);
+    formatter->add_flag<JsonMessage>('*').set_pattern(kJsonPattern);
+    spdlog::set_formatter(std::move(formatter));
   } else {
     spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%fZ %l weir-init: %v", spdlog::pattern_time_type::utc);
   }
@@ -68,6 +117,39 @@ NetnsTarget target_for(const std::string& ref) {
   t.netns_path = netns_path(ref.empty() ? "self" : ref);
   t.allow_own_netns = true;  // weir-init's job is its own (the pod's) namespace
   return t;
+}
+
+// The calling thread inside a namespace until this goes out of scope.
+struct InNetns {
+  std::optional<Netns> ns;
+  std::optional<NetnsGuard> guard;  // destroyed first: back before the namespace closes
+};
+
+// Enters the namespace `ref` names; an empty ref stays where it is.
+Status enter_netns(const std::string& ref, InNetns& in) {
+  if (ref.empty()) return {};
+  auto opened = Netns::open(target_for(ref).netns_path);
+  if (!opened) return opened.error();
+  in.ns.emplace(std::move(*opened));
+  auto entered = NetnsGuard::enter(*in.ns);
+  if (!entered) return entered.error();
+  in.guard.emplace(std::move(*entered));
+  return {};
+}
+
+// Istio's test for an IPv6-only pod, read in the namespace the rules go to.
+// A dry run that cannot enter it (entering needs CAP_SYS_ADMIN, reading
+// addresses needs nothing) reads the namespace it runs in, and says so.
+Result<bool> pod_is_ipv6_only(const std::string& netns, bool dry_run) {
+  InNetns in;
+  if (auto s = enter_netns(netns, in); !s) {
+    if (!dry_run) return s.error();
+    spdlog::warn("--dry-run: cannot enter {} ({}); reading the addresses of the namespace weir-init runs in",
+                 netns, s.error().message);
+  }
+  auto families = routes::global_address_families();
+  if (!families) return families.error();
+  return families->v6 && !families->v4;
 }
 
 enum class Action { Apply, DryRun, Clean };
@@ -158,12 +240,22 @@ int run_istio(int argc, char** argv) {
   if (int rc = parse(app, argc, argv, kExitFailed); rc >= 0) return rc;
   std::string level = f.log_output_level;
   if (auto colon = level.rfind(':'); colon != std::string::npos) level = level.substr(colon + 1);
-  setup_logging(level.empty() ? "info" : level);
+  setup_logging(level.empty() ? "info" : level, f.log_as_json);
   if (auto s = apply_istio_env_fallbacks(app, f); !s) return fail("istio-iptables", s.error().message, kExitFailed);
 
-  auto cmd = istio_command(f, [] { return read_resolv_conf("/etc/resolv.conf"); }, ::getuid(), ::getgid());
+  auto cmd = istio_command(
+      f, [] { return read_resolv_conf("/etc/resolv.conf"); },
+      [&](const std::string& netns) { return pod_is_ipv6_only(netns, f.dry_run); }, ::getuid(), ::getgid());
   if (!cmd) return fail("istio-iptables", cmd.error().message, kExitFailed);
+  if (cmd->ipv6_only_pod)
+    spdlog::info("the pod has only IPv6 addresses: IPv6 rules as well, as Istio does without --dual-stack");
   if (f.reconcile) spdlog::info("--reconcile accepted: every weir apply replaces drifted rules");
+  if (f.force_apply)
+    spdlog::info("--force-apply accepted and changes nothing: weir always reconciles (every apply replaces "
+                 "drifted rules and leaves matching ones)");
+  if (f.native_nftables)
+    spdlog::warn("--native-nftables accepted and changes nothing: weir programs the legacy xtables interface "
+                 "through libiptc, so the rules are in the legacy tables (iptables-legacy-save), not in nftables");
 
   if (cmd->dry_run) {
     if (cmd->cleanup_only) {
@@ -184,16 +276,9 @@ int run_istio(int argc, char** argv) {
   }
   if (cmd->validate) {
     // Validation dials from inside the target namespace: enter it for this thread.
-    std::optional<Netns> ns;
-    std::optional<NetnsGuard> guard;
-    if (!cmd->netns.empty()) {
-      auto opened = Netns::open(target_for(cmd->netns).netns_path);
-      if (!opened) return fail("istio-iptables", opened.error().message, kExitIstioValidationFailed);
-      ns.emplace(std::move(*opened));
-      auto entered = NetnsGuard::enter(*ns);
-      if (!entered) return fail("istio-iptables", entered.error().message, kExitIstioValidationFailed);
-      guard.emplace(std::move(*entered));
-    }
+    InNetns in;
+    if (auto s = enter_netns(cmd->netns, in); !s)
+      return fail("istio-iptables", s.error().message, kExitIstioValidationFailed);
     auto r = validate_capture(cmd->validation);
     if (!r) return fail("istio-iptables validation", r.error().message, kExitIstioValidationFailed);
     if (!r->captured) return fail("istio-iptables validation failed", r->detail, kExitIstioValidationFailed);
@@ -213,6 +298,7 @@ int run_linkerd(int argc, char** argv) {
   auto cmd = linkerd_command(f);
   if (!cmd) return fail("proxy-init", cmd.error().message, kExitFailed);
   for (const auto& note : cmd->notes) spdlog::info("{}", note);
+  for (const auto& warning : cmd->warnings) spdlog::warn("{}", warning);
   if (auto s = run_action(cmd->simulate ? Action::DryRun : Action::Apply, cmd->spec, cmd->netns); !s)
     return fail("proxy-init", s.error().message, kExitFailed);
   return kExitOk;
@@ -273,7 +359,8 @@ int run_validate(int argc, char** argv) {
     if (opts.targets.empty() && ::getuid() == 1337)
       hint = " (running as UID 1337: if that is the proxy's UID its traffic is never captured; try "
              "--target 127.0.0.6:15002 --source 127.0.0.1)";
-    return fail("validate: capture missing", r->detail + hint, failure_code);
+    return fail(r->wrong_port ? "validate: capture goes to the wrong port" : "validate: capture missing",
+                r->detail + hint, failure_code);
   }
   spdlog::info("capture in place ({:.1f} ms): {}", r->elapsed.count() / 1000.0, r->detail);
   return kExitOk;

@@ -1,6 +1,7 @@
 #include "validate.h"
 
 #include <arpa/inet.h>
+#include <ifaddrs.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -127,15 +128,46 @@ milliseconds left(Clock::time_point until) {
   return d.count() > 0 ? d : milliseconds{0};
 }
 
+// The port a target's connection must arrive on, and its name for messages.
+struct Expected {
+  uint16_t port = 0;
+  std::string what;  // "the outbound port 15001"
+};
+
+Expected expected_for(const ValidationOptions& opts, const Endpoint& target, const std::vector<Cidr>& local) {
+  if (probe_direction(target, local) == ProbeDirection::Inbound)
+    return {opts.inbound_port, "the inbound port " + std::to_string(opts.inbound_port)};
+  return {opts.outbound_port, "the outbound port " + std::to_string(opts.outbound_port)};
+}
+
+// This namespace's own addresses. Only used to tell an inbound probe (the
+// proxy dialing its pod's address) from an outbound one; if they cannot be
+// read, loopback targets are still told apart.
+std::vector<Cidr> local_addresses() {
+  std::vector<Cidr> out;
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) return out;
+  for (ifaddrs* i = list; i; i = i->ifa_next) {
+    if (!i->ifa_addr || (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6)) continue;
+    sockaddr_storage ss{};
+    std::memcpy(&ss, i->ifa_addr, i->ifa_addr->sa_family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6));
+    out.push_back(from_sockaddr(ss).addr);
+  }
+  ::freeifaddrs(list);
+  return out;
+}
+
 struct Attempt {
   bool captured = false;
+  bool wrong_port = false;  // redirected, but to the other proxy port: final
   uint16_t landed = 0;
   std::string problem;  // why not, when not captured
 };
 
 // Reads every pending connection; a connection whose SO_ORIGINAL_DST is the
-// target is ours, captured. Others (stray or mis-redirected) are noted.
-void drain(const Listener& l, const Endpoint& target, Attempt& a) {
+// target is ours: captured when it arrived on the expected port, misdirected
+// otherwise. Others (stray or mis-redirected) are noted.
+void drain(const Listener& l, const Endpoint& target, const Expected& expected, Attempt& a) {
   for (int i = 0; i < 64; ++i) {
     sockaddr_storage peer;
     socklen_t plen = sizeof peer;
@@ -151,8 +183,14 @@ void drain(const Listener& l, const Endpoint& target, Attempt& a) {
     }
     Endpoint dst = from_sockaddr(orig);
     if (dst == target) {
-      a.captured = true;
       a.landed = l.where.port;
+      if (l.where.port == expected.port) {
+        a.captured = true;
+      } else {
+        a.wrong_port = true;
+        a.problem = "redirected to the wrong port: arrived on " + std::to_string(l.where.port) + ", expected " +
+                    expected.what + " (rules with the outbound and inbound ports swapped?)";
+      }
       return;
     }
     a.problem = "a connection arrived on " + format_endpoint(l.where) + " with SO_ORIGINAL_DST " +
@@ -161,7 +199,7 @@ void drain(const Listener& l, const Endpoint& target, Attempt& a) {
 }
 
 // One dial, waiting until `until` for it to arrive on a listener.
-Attempt dial_once(const std::vector<Listener>& listeners, const Endpoint& target,
+Attempt dial_once(const std::vector<Listener>& listeners, const Endpoint& target, const Expected& expected,
                   const std::optional<Cidr>& source, Clock::time_point until) {
   Attempt a;
   const std::string to = format_endpoint(target);
@@ -198,8 +236,8 @@ Attempt dial_once(const std::vector<Listener>& listeners, const Endpoint& target
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;  // time is up for this attempt
     for (size_t i = 0; i < listeners.size(); ++i) {
-      if (fds[i].revents & POLLIN) drain(listeners[i], target, a);
-      if (a.captured) return a;
+      if (fds[i].revents & POLLIN) drain(listeners[i], target, expected, a);
+      if (a.captured || a.wrong_port) return a;
     }
     if (!connected && fds.back().revents) {
       int err = 0;
@@ -221,6 +259,16 @@ Attempt dial_once(const std::vector<Listener>& listeners, const Endpoint& target
 }
 
 }  // namespace
+
+ProbeDirection probe_direction(const Endpoint& target, const std::vector<Cidr>& local_addresses) {
+  const Cidr& a = target.addr;
+  static const std::array<uint8_t, 16> loopback6{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  if (a.family == Family::V4 && a.addr[0] == 127) return ProbeDirection::Inbound;
+  if (a.family == Family::V6 && a.addr == loopback6) return ProbeDirection::Inbound;
+  for (const Cidr& l : local_addresses)
+    if (l.family == a.family && l.addr == a.addr) return ProbeDirection::Inbound;
+  return ProbeDirection::Outbound;
+}
 
 Result<Endpoint> parse_endpoint(const std::string& what, const std::string& text) {
   std::string host, port;
@@ -310,16 +358,18 @@ Result<ValidationReport> validate_capture(const ValidationOptions& opts) {
   // lost SYN should not fail the check. Each waits for its connection.
   const milliseconds window = std::clamp(duration_cast<milliseconds>(opts.timeout / 5), milliseconds{100},
                                          milliseconds{1000});
+  const std::vector<Cidr> local = local_addresses();
   ValidationReport report;
   report.captured = true;
   for (const auto& target : targets) {
+    const Expected expected = expected_for(opts, target, local);
     Attempt last;
-    for (int attempt = 0; attempt < 1000 && !last.captured; ++attempt) {
+    for (int attempt = 0; attempt < 1000 && !last.captured && !last.wrong_port; ++attempt) {
       auto now = Clock::now();
       if (now >= deadline && attempt > 0) break;
       auto until = std::min(now + window, deadline);
-      last = dial_once(*listeners, target, opts.source, until);
-      if (!last.captured) std::this_thread::sleep_for(left(until));  // paced, not spinning
+      last = dial_once(*listeners, target, expected, opts.source, until);
+      if (!last.captured && !last.wrong_port) std::this_thread::sleep_for(left(until));  // paced, not spinning
     }
     if (!report.detail.empty()) report.detail += "\n";
     if (last.captured) {
@@ -328,6 +378,7 @@ Result<ValidationReport> validate_capture(const ValidationOptions& opts) {
                        " with SO_ORIGINAL_DST " + format_endpoint(target);
     } else {
       report.captured = false;
+      report.wrong_port |= last.wrong_port;
       report.detail += format_endpoint(target) + ": " + last.problem;
     }
   }

@@ -1,8 +1,8 @@
 // Capture validation: proves, from inside a pod's network namespace, that its
 // TCP really goes to the proxy. Listens where the proxy would (the outbound
 // and inbound ports on loopback), dials an address the rules must redirect,
-// and succeeds only when that very connection arrives with SO_ORIGINAL_DST
-// equal to the address dialed.
+// and succeeds only when that very connection arrives on the port it belongs
+// to with SO_ORIGINAL_DST equal to the address dialed.
 //
 // Needs no privilege: plain sockets on ports the caller chooses (use ports
 // >= 1024 as a non-root UID), no netfilter access. Bounded by a timeout.
@@ -45,6 +45,13 @@ inline constexpr const char* kDefaultValidationTarget = "198.19.255.254:15999";
 inline constexpr int kExitCaptureMissing = 42;
 inline constexpr int kExitIstioValidationFailed = 126;
 
+// Which of the proxy's ports a captured dial must land on. A dial to a
+// loopback address (127.0.0.0/8, ::1) or to one of the namespace's own
+// addresses leaves through lo, where only the "proxy on lo" rule captures,
+// as inbound: the inbound port. Any other dial is outbound capture's.
+enum class ProbeDirection { Outbound, Inbound };
+ProbeDirection probe_direction(const Endpoint& target, const std::vector<Cidr>& local_addresses);
+
 struct ValidationOptions {
   uint16_t outbound_port = 15001;
   uint16_t inbound_port = 15006;
@@ -56,7 +63,8 @@ struct ValidationOptions {
 };
 
 struct ValidationReport {
-  bool captured = false;     // every target arrived with the right SO_ORIGINAL_DST
+  bool captured = false;     // every target arrived on its port with the right SO_ORIGINAL_DST
+  bool wrong_port = false;   // a target arrived redirected, but on the other proxy port
   std::string detail;        // what happened, one line per target
   uint16_t landed_port = 0;  // where the (last) captured connection arrived
   std::chrono::microseconds elapsed{0};
@@ -64,7 +72,9 @@ struct ValidationReport {
 
 // Runs the check. Captured or not is a report, not an error; Error only when
 // the check itself cannot run (no listener could be opened, e.g. the port is
-// in use, or a target's family has no loopback listener).
+// in use, or a target's family has no loopback listener). A connection that
+// arrives on the other proxy port (rules with the outbound and inbound ports
+// swapped) is not captured and ends the check at once: waiting will not move it.
 Result<ValidationReport> validate_capture(const ValidationOptions& opts);
 
 }  // namespace weir

@@ -26,6 +26,20 @@ TEST_CASE("endpoints: errors name the flag and the problem") {
   }
 }
 
+TEST_CASE("probes: loopback and the namespace's own addresses are inbound, the rest outbound") {
+  auto dir = [](const char* target, std::vector<Cidr> local = {}) {
+    return probe_direction(*parse_endpoint("t", target), local);
+  };
+  CHECK(dir("127.0.0.6:15002") == ProbeDirection::Inbound);
+  CHECK(dir("[::1]:15002") == ProbeDirection::Inbound);
+  CHECK(dir(kDefaultValidationTarget) == ProbeDirection::Outbound);
+  CHECK(dir("[fd00:198:18::ffff]:15999") == ProbeDirection::Outbound);
+  CHECK(dir("198.18.0.10:8080", {*parse_cidr("198.18.0.10")}) == ProbeDirection::Inbound);
+  CHECK(dir("[fd00:198:18::10]:8080", {*parse_cidr("198.18.0.10"), *parse_cidr("fd00:198:18::10")}) ==
+        ProbeDirection::Inbound);
+  CHECK(dir("198.18.0.11:8080", {*parse_cidr("198.18.0.10")}) == ProbeDirection::Outbound);
+}
+
 TEST_CASE("durations: Go's syntax") {
   using std::chrono::milliseconds;
   CHECK(*parse_duration("t", "5s") == milliseconds{5000});

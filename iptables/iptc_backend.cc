@@ -270,6 +270,9 @@ class IptcBackend : public Backend {
       if (!injected && (err == EAGAIN || err == EINVAL) && attempt + 1 < options_.eagain_retries) continue;
       std::string msg = "commit " + what + ": " + std::strerror(err);
       if (injected) msg += " (failure injected by test)";
+      // x_tables says which match or target it refused only in the kernel log.
+      else if (err == EINVAL) msg += " (the kernel log, dmesg, names the match or target it refused)";
+      else if (err == ENOENT) msg += " (a match or target module is missing from the kernel)";
       return Error{ErrorKind::Kernel, msg, err};
     }
   }

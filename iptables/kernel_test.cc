@@ -263,6 +263,7 @@ TEST_CASE("netns: paths, refusals, not found") {
   CHECK(netns_path("pod-1") == "/var/run/netns/pod-1");
   CHECK(netns_path("1234") == "/proc/1234/ns/net");
   CHECK(netns_path("pid:77") == "/proc/77/ns/net");
+  CHECK(netns_path("pid:abc") == "/proc/abc/ns/net");  // the error names what was typed
   CHECK(netns_path("self") == "/proc/self/ns/net");
   CHECK(netns_path("/x/y") == "/x/y");
 

@@ -32,9 +32,12 @@ Fd::~Fd() {
 std::string netns_path(const std::string& ref) {
   if (ref == "self") return "/proc/self/ns/net";
   if (!ref.empty() && ref.front() == '/') return ref;
-  std::string pid = ref.rfind("pid:", 0) == 0 ? ref.substr(4) : ref;
+  const bool pid_form = ref.rfind("pid:", 0) == 0;
+  std::string pid = pid_form ? ref.substr(4) : ref;
   bool numeric = !pid.empty() && pid.find_first_not_of("0123456789") == std::string::npos;
-  if (numeric) return "/proc/" + pid + "/ns/net";
+  // "pid:abc" names no process; keep it as /proc/abc/ns/net so the error
+  // shows the pid the user typed, not a /var/run/netns path never meant.
+  if (numeric || pid_form) return "/proc/" + pid + "/ns/net";
   return "/var/run/netns/" + ref;
 }
 

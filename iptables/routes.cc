@@ -279,8 +279,10 @@ Result<AddressFamilies> global_address_families() {
   if (int err = rtnl_addr_alloc_cache(sock->get(), &raw); err < 0) return nl_error("list addresses", err);
   Cache cache(raw);
   AddressFamilies out;
+  const int lo = static_cast<int>(if_nametoindex("lo"));
   for (nl_object* o = nl_cache_get_first(cache.get()); o; o = nl_cache_get_next(o)) {
     auto* a = reinterpret_cast<rtnl_addr*>(o);
+    if (lo != 0 && rtnl_addr_get_ifindex(a) == lo) continue;  // ::6 and the like are weir's, not the pod's
     int scope = rtnl_addr_get_scope(a);
     if (scope == RT_SCOPE_HOST || scope == RT_SCOPE_LINK || scope == RT_SCOPE_NOWHERE) continue;
     nl_addr* local = rtnl_addr_get_local(a);

@@ -30,10 +30,6 @@ Result<std::vector<PolicyRoute>> list(Family f);
 Result<bool> link_exists(const std::string& name);
 Result<bool> link_is_up(const std::string& name);
 
-// Which families have a global unicast address on some interface of the
-// calling thread's namespace: not loopback (127.0.0.0/8, ::1), not link-local
-// (169.254.0.0/16, fe80::/10), not host or link scope. Tentative (DAD
-// pending) addresses count: they are the pod's. Reading needs no privilege.
 // Adds `addr` (a host address) to lo unless it is there; true when added.
 // For the IPv6 passthrough source ::6: IPv6 lets a socket bind only to
 // addresses the host has, and unlike 127.0.0.6 (inside 127.0.0.0/8, which is
@@ -41,6 +37,11 @@ Result<bool> link_is_up(const std::string& name);
 Result<bool> add_lo_address(const Cidr& addr);
 Status remove_lo_address(const Cidr& addr);
 
+// Which families have a global unicast address on some interface of the
+// calling thread's namespace other than lo (so not ::6 either): not loopback
+// (127.0.0.0/8, ::1), not link-local (169.254.0.0/16, fe80::/10), not host or
+// link scope. Tentative (DAD pending) addresses count: they are the pod's.
+// Reading needs no privilege.
 struct AddressFamilies {
   bool v4 = false;
   bool v6 = false;

@@ -11,6 +11,7 @@ as uid 1337 and on 4140/4143 as uid 2102, app servers as uid 1000), peer and far
 (other pods on the bridge, servers on common ports). Exit 77 when not root.
 """
 
+import json
 import os
 import re
 import sys
@@ -350,6 +351,37 @@ def istio_cases(net):
         fail(f"[{C}] no plan printed")
     if net.rules() != before:
         fail(f"[{C}] the namespace changed")
+    C = "istio -n with --dual-stack"
+    cp = net.run(ISTIO_INJECTOR + ["-n", "--dual-stack"])
+    if "# weir: ipv6 rules" not in cp.stdout:
+        fail(f"[{C}] no IPv6 rules in the plan: {cp.stdout[:300]}")
+    C = "istio -n in a dual-stack pod"
+    cp = net.run(ISTIO_INJECTOR + ["-n"])
+    if "# weir: ipv6 rules" in cp.stdout or "# weir: ipv4 rules" not in cp.stdout:
+        fail(f"[{C}] wanted IPv4 rules only (the pod has an IPv4 address): {cp.stdout[:300]}")
+
+    # Flags the injector writes that change nothing in weir: accepted, each says so.
+    for flag in ("--log_as_json", "--force-apply", "--native-nftables"):
+        C = f"istio {flag} -n"
+        before = net.rules()
+        cp = net.run(ISTIO_INJECTOR + [flag, "-n"])
+        if "*nat" not in cp.stdout or net.rules() != before:
+            fail(f"[{C}] wanted a printed plan and no change")
+    C = "istio --force-apply / --native-nftables log lines"
+    cp = net.run(ISTIO_INJECTOR + ["--force-apply", "--native-nftables", "-n"])
+    if not re.search(r" info weir-init: --force-apply .*changes nothing: weir always reconciles", cp.stderr):
+        fail(f"[{C}] no info line saying --force-apply changes nothing: {cp.stderr!r}")
+    if not re.search(r" warning weir-init: --native-nftables .*legacy xtables", cp.stderr):
+        fail(f"[{C}] no warning saying the rules go to legacy xtables: {cp.stderr!r}")
+    C = "istio --log_as_json"
+    json_lines(C, net.run(ISTIO_INJECTOR + ["--log_as_json", "--force-apply", "--native-nftables", "-n"]).stderr,
+               want=["--force-apply", "--native-nftables"])
+    json_lines(C + " (apply)", net.run(ISTIO_INJECTOR + ["--log_as_json"]).stderr, want=["capture installed"])
+    captured(net, C, "outbound ipv4", net.out(peer.addr(8080)), 15001, peer.addr(8080))
+    net.clean()
+    json_lines(C + " (an error)", net.run(["istio-iptables", "--log_as_json", "-p", "0"], check_rc=1).stderr,
+               want=["envoy-port"])
+
     C = "istio unknown flag"
     cp = net.run(["istio-iptables", "--no-such-flag"], check_rc=1)
     if "--no-such-flag" not in cp.stderr:
@@ -358,6 +390,99 @@ def istio_cases(net):
     cp = net.run(["istio-iptables", "-i", "10.0.0.0/8", "-q", "443"], check_rc=1)
     if "WEIR_" in net.save(4):
         fail(f"[{C}] a refused command left rules")
+
+
+def json_lines(case, stderr, want):
+    """Every stderr line a JSON object with time, level and msg; each of `want`
+    in some msg."""
+    global checks
+    checks += 1
+    msgs = []
+    for line in stderr.splitlines():
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            fail(f"[{case}] a stderr line is not JSON: {line!r}")
+            continue
+        if not isinstance(obj, dict) or set(obj) != {"time", "level", "msg"}:
+            fail(f"[{case}] wanted time, level, msg: {line!r}")
+            continue
+        msgs.append(obj["msg"])
+    for w in want:
+        if not any(w in m for m in msgs):
+            fail(f"[{case}] no JSON log line mentions {w!r}: {stderr!r}")
+
+
+def istio_ipv6_only_cases(tb, net):
+    """A pod with only an IPv6 address: Istio turns IPv6 on by itself (its pod
+    IP is IPv6), so the injector's line without --dual-stack captures IPv6."""
+    peer = net.peer
+    pod = tb.add_pod("v6")
+    tb.exec(pod, ["ip", "-4", "addr", "del", f"{pod.ip4}/24", "dev", "eth0"], check=True)
+    tb.exec(pod, ["ip", "-4", "route", "flush", "table", "main"], check=True)
+    addrs = tb.exec(pod, ["ip", "-4", "addr", "show", "scope", "global"], check=True).stdout
+    if addrs.strip():
+        fail(f"[istio IPv6-only] the pod still has a global IPv4 address: {addrs}")
+        return
+    tb.sidecar(pod)
+    tb.serve(pod, [8080], uid=1000, gid=1000)
+
+    def run(args, where=pod, check_rc=0):
+        cp = tb.exec(where, [WEIR_INIT] + args)
+        if cp.returncode != check_rc:
+            fail(f"weir-init {' '.join(args)} in {where}: exit {cp.returncode}, wanted {check_rc}: {cp.stderr.strip()}")
+        return cp
+
+    def rules():
+        text = tb.iptables_save(pod, 4) + tb.iptables_save(pod, 6)
+        return [re.sub(r"\[\d+:\d+\]", "", line) for line in text.splitlines() if not line.startswith("#")]
+
+    def out(to, uid=1000):
+        return tb.connect(pod, to, uid=uid, gid=uid)
+
+    C = "istio IPv6-only pod, injector line without --dual-stack"
+    cp = run(ISTIO_INJECTOR)
+    if "only IPv6 addresses" not in cp.stderr:
+        fail(f"[{C}] no log line saying IPv6 was turned on: {cp.stderr!r}")
+    captured(net, C, "outbound ipv6", out(peer.addr(8080, 6)), 15001, peer.addr(8080, 6))
+    captured(net, C, "outbound ipv6 to another port", out(peer.addr(9090, 6)), 15001, peer.addr(9090, 6))
+    direct(net, C, "the proxy's outbound ipv6 (uid 1337)", out(peer.addr(8080, 6), uid=1337), 8080)
+    captured(net, C, "inbound ipv6", tb.connect(peer, pod.addr(8080, 6)), 15006, pod.addr(8080, 6))
+    run(["istio-iptables", "--cleanup-only"])
+    if any("WEIR_" in line for line in rules()):
+        fail(f"[{C}] --cleanup-only left weir rules")
+    direct(net, C, "outbound ipv6 after cleanup", out(peer.addr(8080, 6)), 8080)
+
+    C = "istio IPv6-only pod, IPv6 CIDRs in -i and -x are kept"
+    run(["istio-iptables", "-i", f"{peer.ip6}/128,198.18.0.0/24", "-x", f"{net.far.ip6}/128"])
+    captured(net, C, "outbound ipv6 to an -i CIDR", out(peer.addr(8080, 6)), 15001, peer.addr(8080, 6))
+    direct(net, C, "outbound ipv6 elsewhere", out(net.far.addr(8080, 6)), 8080)
+    run(["--cleanup"])
+
+    C = "istio IPv6-only pod, -n"
+    before = rules()
+    cp = run(ISTIO_INJECTOR + ["-n"])
+    if "# weir: ipv6 rules" not in cp.stdout:
+        fail(f"[{C}] no IPv6 rules in the plan: {cp.stdout[:300]}")
+    if rules() != before:
+        fail(f"[{C}] the namespace changed")
+
+    C = "istio --network-namespace naming an IPv6-only pod"
+    ns = "/var/run/netns/" + pod.netns
+    cp = run(ISTIO_INJECTOR + ["-n", "--network-namespace", ns], where=net.far)
+    if "# weir: ipv6 rules" not in cp.stdout:
+        fail(f"[{C}] -n: no IPv6 rules in the plan (addresses read in the wrong namespace?): {cp.stdout[:300]}")
+    run(ISTIO_INJECTOR + ["--network-namespace", ns], where=net.far)
+    captured(net, C, "outbound ipv6", out(peer.addr(8080, 6)), 15001, peer.addr(8080, 6))
+    if "WEIR_" in tb.iptables_save(net.far, 4) + tb.iptables_save(net.far, 6):
+        fail(f"[{C}] rules landed in the namespace weir-init ran in")
+    run(["--cleanup"])
+    C = "istio --network-namespace naming a dual-stack pod, run from the IPv6-only one"
+    cp = run(ISTIO_INJECTOR + ["-n", "--network-namespace", "/var/run/netns/" + net.pod.netns])
+    if "# weir: ipv6 rules" in cp.stdout:
+        fail(f"[{C}] IPv6 rules planned for a pod with an IPv4 address (addresses read in the wrong namespace?)")
+    if any("WEIR_" in line for line in rules()):
+        fail(f"[{C}] rules left in the IPv6-only pod")
 
 
 DNS_STUB = r"""
@@ -588,8 +713,12 @@ def linkerd_cases(net):
     net.clean()
     C = "linkerd --iptables-mode/-w/--log-format"
     cp = net.run(LINKERD_CHART + ["--iptables-mode=nft", "-w", "--log-format", "json", "--log-level", "info"])
-    if "not needed" not in cp.stderr or '"level"' not in cp.stderr:
-        fail(f"[{C}] wanted a JSON log line explaining the flags are not needed: {cp.stderr!r}")
+    json_lines(C, cp.stderr, want=["--iptables-mode=nft changes nothing", "-w/--use-wait-flag changes nothing"])
+    if not re.search(r'"level":"warning","msg":"--iptables-mode=nft changes nothing: weir always programs the '
+                     r'legacy xtables', cp.stderr):
+        fail(f"[{C}] wanted a warning that the rules go to legacy xtables, not nftables: {cp.stderr!r}")
+    if "iptables-legacy-save" not in cp.stderr or "not needed" in cp.stderr:
+        fail(f"[{C}] the lines should say where the rules are (and not call the mode 'not needed'): {cp.stderr!r}")
     captured(net, C, "outbound", net.out(peer.addr(8080)), 4140, peer.addr(8080))
     net.clean()
 
@@ -650,6 +779,10 @@ def main():
             tproxy_cases(tb)
         except Exception as e:
             fail(f"tproxy_cases: {type(e).__name__}: {e}")
+        try:
+            istio_ipv6_only_cases(tb, net)
+        except Exception as e:
+            fail(f"istio_ipv6_only_cases: {type(e).__name__}: {e}")
     note(f"{checks} traffic checks, {len(failures)} failures, {len(known)} known differences, "
          f"{time.monotonic() - start:.1f} s")
     return 1 if failures else 0

@@ -8,6 +8,8 @@ no capabilities, as a pod's first init container would:
 - rules in place: exits 0, fast (asserted < 1 s on a noisy machine; the
   measured figures are printed);
 - rules for the wrong port: exits 42;
+- rules with the outbound and inbound ports swapped: exits 42 (Istio: 126) at
+  once, naming where the probe arrived and where it should have;
 - the proxy's port already in use: a clear error, exit 1.
 Exit 77 when not root.
 """
@@ -118,6 +120,35 @@ def main():
         print(f"wrong port: exit {cp.returncode} after {wall:.2f} s: {cp.stderr.strip()}")
         cp, _ = run(tb, pod, ["validate", "--outbound-port", "15011", "--inbound-port", "15016"], as_=UNPRIVILEGED)
         expect_rc("validate against the ports the rules use", cp, 0)
+        run(tb, pod, ["--cleanup"])
+
+        # Rules with the two ports swapped: the probe is redirected with the
+        # right SO_ORIGINAL_DST, but to the other listener. That is not capture.
+        cp, _ = run(tb, pod, ["--outbound-port", "15006", "--inbound-port", "15001"])
+        expect_rc("apply swapped ports", cp, 0)
+        cp, wall = run(tb, pod, ["validate", "--timeout", "3s"], as_=UNPRIVILEGED)
+        expect_rc("outbound probe, swapped ports", cp, 42)
+        if "arrived on 15006, expected the outbound port 15001" not in cp.stderr:
+            fail(f"outbound probe, swapped ports: the error does not say where it arrived: {cp.stderr!r}")
+        if wall > 2.5:
+            fail(f"outbound probe, swapped ports: took {wall:.2f} s; a misdirected probe should fail at once")
+        print(f"swapped ports: exit {cp.returncode} after {wall:.2f} s: {cp.stderr.strip()}")
+        cp, _ = run(tb, pod, ["validate", "--timeout", "3s", "--target", "127.0.0.6:15002", "--source", "127.0.0.1"],
+                    as_=AS_PROXY)
+        expect_rc("inbound probe (proxy via 127.0.0.6), swapped ports", cp, 42)
+        if "arrived on 15001, expected the inbound port 15006" not in cp.stderr:
+            fail(f"inbound probe, swapped ports: the error does not say where it arrived: {cp.stderr!r}")
+        cp, _ = run(tb, pod, ["validate", "--timeout", "3s", "--failure-exit-code", "95"], as_=UNPRIVILEGED)
+        expect_rc("swapped ports, --failure-exit-code 95", cp, 95)
+        cp, _ = run(tb, pod, ["istio-iptables", "--run-validation", "--skip-rule-apply", "--probe-timeout", "3s"],
+                    as_=AS_PROXY)
+        expect_rc("istio validation as 1337, swapped ports", cp, 126)
+        cp, _ = run(tb, pod, ["istio-iptables", "--run-validation", "--skip-rule-apply", "--probe-timeout", "3s"],
+                    as_=UNPRIVILEGED)
+        expect_rc("istio validation as another UID, swapped ports", cp, 126)
+        # Told the ports the rules really use, the same rules validate.
+        cp, _ = run(tb, pod, ["validate", "--outbound-port", "15006", "--inbound-port", "15001"], as_=UNPRIVILEGED)
+        expect_rc("validate against the swapped ports as given to the rules", cp, 0)
         run(tb, pod, ["--cleanup"])
 
         # Istio's validation container: --run-validation --skip-rule-apply as 1337.
