@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <functional>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -57,6 +58,60 @@ Status append(Result<std::vector<T>> r, std::vector<T>& field) {
   if (!r.ok()) return r.error();
   append_unique(field, r.value());
   return {};
+}
+
+std::string trim(const std::string& s) {
+  const auto first = s.find_first_not_of(" \t");
+  if (first == std::string::npos) return "";
+  return s.substr(first, s.find_last_not_of(" \t") - first + 1);
+}
+
+// `item` ("10.0.0.1/8") with the host bits cleared ("10.0.0.0/8"), or nullopt
+// when it is no CIDR at all or has no host bits set.
+std::optional<std::string> masked_cidr(const std::string& item) {
+  const auto slash = item.find('/');
+  if (slash == std::string::npos || parse_cidr(item).ok()) return std::nullopt;
+  auto host = parse_cidr(item.substr(0, slash));  // the address alone: a full-length prefix
+  const std::string prefix = item.substr(slash + 1);
+  if (!host.ok() || prefix.empty() || prefix.size() > 3 || prefix.find_first_not_of("0123456789") != std::string::npos) {
+    return std::nullopt;
+  }
+  const unsigned bits = static_cast<unsigned>(std::stoul(prefix));
+  if (bits > host->prefix) return std::nullopt;
+  Cidr net = *host;
+  net.prefix = static_cast<uint8_t>(bits);
+  for (unsigned i = 0; i < net.addr.size(); ++i) {
+    const unsigned keep = bits > i * 8 ? std::min(8u, bits - i * 8) : 0;
+    net.addr[i] &= static_cast<uint8_t>(0xff00u >> keep);
+  }
+  return format_cidr(net);
+}
+
+// Istio accepts CIDRs with host bits set in its annotations (it parses them
+// with Go's netip.ParsePrefix and iptables masks them), so a pod that runs
+// under Istio must not be refused here: mask them, and say so.
+// Anything else is left for the list parser to judge (and name in its error).
+std::string mask_istio_cidrs(const std::string& what, const std::string& text, std::vector<std::string>& warnings) {
+  std::string out;
+  bool masked = false;
+  for (size_t start = 0;;) {
+    const auto comma = text.find(',', start);
+    std::string item = trim(text.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (auto net = masked_cidr(item)) {
+      warnings.push_back(what + ": " + item + " has host bits set; using " + *net + ", as Istio does");
+      item = *net;
+      masked = true;
+    }
+    out += (start == 0 ? "" : ",") + item;
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return masked ? out : text;
+}
+
+// Istio's annotations that hold CIDR lists.
+bool holds_cidrs(const std::string& istio_name) {
+  return istio_name == "includeOutboundIPRanges" || istio_name == "excludeOutboundIPRanges";
 }
 
 using Setter = std::function<Status(CaptureSpec&, const std::string& what, const std::string& value)>;
@@ -141,7 +196,8 @@ Status apply_include_outbound_ports(CaptureSpec& spec, const std::string& what, 
 
 }  // namespace
 
-Status apply_annotations(CaptureSpec& spec, const std::map<std::string, std::string>& annotations) {
+Status apply_annotations(CaptureSpec& spec, const std::map<std::string, std::string>& annotations,
+                         std::vector<std::string>& warnings) {
   const std::string weir_prefix = kWeirPrefix, istio_prefix = kIstioTrafficPrefix;
   const bool gids_follow_uids = spec.proxy_gids == spec.proxy_uids;
   bool gids_set = false;
@@ -161,7 +217,9 @@ Status apply_annotations(CaptureSpec& spec, const std::map<std::string, std::str
   for (const auto& [name, setter] : istio_setters()) {
     auto it = annotations.find(istio_prefix + name);
     if (it == annotations.end()) continue;
-    if (Status s = setter(spec, "annotation " + it->first, it->second); !s.ok()) return s;
+    const std::string what = "annotation " + it->first;
+    const std::string value = holds_cidrs(name) ? mask_istio_cidrs(what, it->second, warnings) : it->second;
+    if (Status s = setter(spec, what, value); !s.ok()) return s;
   }
   if (auto it = annotations.find(istio_prefix + "includeOutboundPorts"); it != annotations.end()) {
     if (Status s = apply_include_outbound_ports(spec, "annotation " + it->first, it->second); !s.ok()) return s;

@@ -5,6 +5,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "error.h"
 #include "spec.h"
@@ -19,8 +20,11 @@ inline constexpr const char* kIstioTrafficPrefix = "traffic.sidecar.istio.io/";
 // set include lists). An InvalidSpec error names the annotation and the bad
 // value, e.g. "annotation weir.dev/excludeOutboundPorts: 70000 is not a port".
 // Unknown weir.dev/* keys are errors (a typo must not leave a pod half
-// captured); annotations with other prefixes are ignored. On error `spec` is
-// left unspecified: callers must not use it.
-Status apply_annotations(CaptureSpec& spec, const std::map<std::string, std::string>& annotations);
+// captured); annotations with other prefixes are ignored. Istio's CIDR
+// annotations accept host bits as Istio does ("10.0.0.1/8" is 10.0.0.0/8),
+// each adding a line to `warnings`; weir.dev/* CIDRs stay strict. On error
+// `spec` is left unspecified: callers must not use it.
+Status apply_annotations(CaptureSpec& spec, const std::map<std::string, std::string>& annotations,
+                         std::vector<std::string>& warnings);
 
 }  // namespace weir::cni

@@ -7,13 +7,16 @@ using namespace weir::cni;
 using Annotations = std::map<std::string, std::string>;
 
 namespace {
-CaptureSpec with(const Annotations& a, CaptureSpec spec = {}) {
-  Status s = apply_annotations(spec, a);
+CaptureSpec with(const Annotations& a, CaptureSpec spec = {}, std::vector<std::string>* warnings = nullptr) {
+  std::vector<std::string> w;
+  Status s = apply_annotations(spec, a, w);
   if (!s.ok()) FAIL(s.error().message);
+  if (warnings) *warnings = w;
   return spec;
 }
 std::string error_of(const Annotations& a, CaptureSpec spec = {}) {
-  Status s = apply_annotations(spec, a);
+  std::vector<std::string> warnings;
+  Status s = apply_annotations(spec, a, warnings);
   REQUIRE_FALSE(s.ok());
   CHECK(s.error().kind == ErrorKind::InvalidSpec);
   return s.error().message;
@@ -100,4 +103,31 @@ TEST_CASE("malformed annotations name the annotation") {
   CHECK(error_of({{"weir.dev/ipFamilies", "ipv5"}}).find("weir.dev/ipFamilies") != std::string::npos);
   // Valid one by one, invalid together: the whole spec is validated.
   CHECK(error_of({{"weir.dev/outboundPort", "15006"}}).find("annotations") != std::string::npos);
+}
+
+TEST_CASE("Istio's CIDR annotations accept host bits as Istio does, with a warning") {
+  const std::string p = "traffic.sidecar.istio.io/";
+  std::vector<std::string> warnings;
+  auto s = with({{p + "includeOutboundIPRanges", "10.0.0.1/8, 198.18.0.0/24,fd00::1/8"}}, {}, &warnings);
+  CHECK(s.outbound_cidrs == std::vector<Cidr>{cidr("10.0.0.0/8"), cidr("198.18.0.0/24"), cidr("fd00::/8")});
+  REQUIRE(warnings.size() == 2);
+  CHECK(warnings[0].find(p + "includeOutboundIPRanges") != std::string::npos);
+  CHECK(warnings[0].find("10.0.0.1/8") != std::string::npos);
+  CHECK(warnings[0].find("10.0.0.0/8") != std::string::npos);
+  CHECK(warnings[1].find("fd00::/8") != std::string::npos);
+
+  auto e = with({{p + "excludeOutboundIPRanges", "198.18.0.11/31,169.254.169.254"}}, {}, &warnings);
+  CHECK(e.exclude_outbound_cidrs == std::vector<Cidr>{cidr("198.18.0.10/31"), cidr("169.254.169.254/32")});
+  CHECK(warnings.size() == 1);
+  auto odd = with({{p + "excludeOutboundIPRanges", "198.18.7.255/21"}, {p + "includeOutboundIPRanges", "*"}}, {}, &warnings);
+  CHECK(odd.exclude_outbound_cidrs == std::vector<Cidr>{cidr("198.18.0.0/21")});
+  CHECK_FALSE(odd.outbound_cidrs);
+
+  // No host bits: no warning. Still errors: a bad prefix, not an address.
+  with({{p + "excludeOutboundIPRanges", "198.18.0.0/15"}}, {}, &warnings);
+  CHECK(warnings.empty());
+  CHECK(error_of({{p + "excludeOutboundIPRanges", "198.18.0.1/33"}}).find("/33") != std::string::npos);
+  CHECK(error_of({{p + "includeOutboundIPRanges", "nope/8"}}).find("nope") != std::string::npos);
+  // weir's own annotations stay strict.
+  CHECK(error_of({{"weir.dev/excludeOutboundCidrs", "10.0.0.1/8"}}).find("host bits") != std::string::npos);
 }

@@ -163,14 +163,13 @@ std::optional<CniError> read_annotations(const nlohmann::json& config, PluginCon
   return std::nullopt;
 }
 
-}  // namespace
+CniError too_large(size_t limit) {
+  // The reader stops just past the limit, so the real size is unknown.
+  return invalid("network config on stdin is larger than " + std::to_string(limit) + " bytes, the most weir accepts");
+}
 
-CniResult<PluginConfig> parse_config(const std::string& text) {
-  if (text.size() > kMaxConfigBytes) {
-    // The reader stops just past the limit, so the real size is unknown.
-    return invalid("network config on stdin is larger than " + std::to_string(kMaxConfigBytes) +
-                   " bytes, the most weir accepts");
-  }
+// Code 6 unless stdin is one JSON object.
+CniResult<nlohmann::json> parse_object(const std::string& text) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text);
@@ -180,8 +179,11 @@ CniResult<PluginConfig> parse_config(const std::string& text) {
   if (!j.is_object()) {
     return CniError{code::kDecodingFailure, std::string("network config on stdin: expected a JSON object, got ") + json_type(j), ""};
   }
+  return j;
+}
 
-  PluginConfig c;
+// Code 1 unless cniVersion is one weir speaks.
+std::optional<CniError> read_version(const nlohmann::json& j, PluginConfig& c) {
   auto v = j.find("cniVersion");
   if (v == j.end() || !v->is_string()) {
     return CniError{code::kIncompatibleVersion, "cniVersion is missing or not a string", "weir supports " + versions_list()};
@@ -191,12 +193,37 @@ CniResult<PluginConfig> parse_config(const std::string& text) {
     return CniError{code::kIncompatibleVersion, "cniVersion " + c.cni_version + " is not supported",
                     "weir supports " + versions_list()};
   }
-  if (auto e = read_string(j, "name", c.name)) return *e;
-  if (auto e = read_string(j, "logLevel", c.log_level)) return *e;
+  return std::nullopt;
+}
+
+std::optional<CniError> read_log_level(const nlohmann::json& j, std::string& level) {
+  std::string text = level;
+  if (auto e = read_string(j, "logLevel", text)) return *e;
   static const char* kLevels[] = {"trace", "debug", "info", "warn", "error", "off"};
-  if (std::find_if(std::begin(kLevels), std::end(kLevels), [&](const char* l) { return c.log_level == l; }) == std::end(kLevels)) {
-    return invalid("logLevel: \"" + c.log_level + "\" is not one of trace, debug, info, warn, error, off");
+  if (std::find_if(std::begin(kLevels), std::end(kLevels), [&](const char* l) { return text == l; }) == std::end(kLevels)) {
+    return invalid("logLevel: \"" + text + "\" is not one of trace, debug, info, warn, error, off");
   }
+  level = text;
+  return std::nullopt;
+}
+
+}  // namespace
+
+size_t max_config_bytes(std::optional<Command> command) {
+  if (command == Command::Del || command == Command::Gc) return kMaxLenientConfigBytes;
+  return kMaxConfigBytes;
+}
+
+CniResult<PluginConfig> parse_config(const std::string& text) {
+  if (text.size() > kMaxConfigBytes) return too_large(kMaxConfigBytes);
+  auto parsed = parse_object(text);
+  if (!parsed.ok()) return parsed.error();
+  const nlohmann::json& j = parsed.value();
+
+  PluginConfig c;
+  if (auto e = read_version(j, c)) return *e;
+  if (auto e = read_string(j, "name", c.name)) return *e;
+  if (auto e = read_log_level(j, c.log_level)) return *e;
   if (auto e = read_string(j, "logFile", c.log_file)) return *e;
 
   if (auto it = j.find("excludeNamespaces"); it != j.end() && !it->is_null()) {
@@ -228,6 +255,24 @@ CniResult<PluginConfig> parse_config(const std::string& text) {
     c.prev_result = *it;
   }
   if (auto e = read_annotations(j, c)) return *e;
+  return c;
+}
+
+CniResult<PluginConfig> parse_config_lenient(const std::string& text, std::string& problem) {
+  if (text.size() > kMaxLenientConfigBytes) return too_large(kMaxLenientConfigBytes);
+  auto strict = parse_config(text);
+  if (strict.ok() || strict.error().code != code::kInvalidConfig) return strict;
+  auto parsed = parse_object(text);
+  if (!parsed.ok()) return parsed.error();
+  PluginConfig c;
+  if (auto e = read_version(parsed.value(), c)) return *e;
+  // Each on its own, a bad one ignored: a bad logLevel must not cost the log file.
+  std::string name, log_file;
+  if (!read_string(parsed.value(), "name", name)) c.name = name;
+  if (!read_string(parsed.value(), "logFile", log_file)) c.log_file = log_file;
+  (void)read_log_level(parsed.value(), c.log_level);
+  const CniError& e = strict.error();
+  problem = e.msg + (e.details.empty() ? "" : " (" + e.details + ")");
   return c;
 }
 

@@ -62,6 +62,13 @@ inline constexpr const char* kPodAnnotationsCapability = "io.kubernetes.cri.pod-
 // The stdin config can never legitimately be this large (Kubernetes caps a
 // pod's annotations at 256 KiB); refusing early bounds memory and time.
 inline constexpr size_t kMaxConfigBytes = 512 * 1024;
+// DEL and GC read more: they must not fail on a config they do not need (a
+// failing DEL stops the rest of the chain's DEL and leaks the pod's IPs), so
+// they read any config a runtime could send, bounded only to bound memory.
+inline constexpr size_t kMaxLenientConfigBytes = 64 * 1024 * 1024;
+
+// How much of stdin `command` reads (nullopt: an unknown command).
+size_t max_config_bytes(std::optional<Command> command);
 
 struct PluginConfig {
   std::string cni_version;  // the config's cniVersion, used for output
@@ -84,6 +91,13 @@ struct PluginConfig {
 // cniVersion is unsupported, 7 for wrong types, unknown values, an invalid
 // capture spec or a config over kMaxConfigBytes. Messages name the key.
 CniResult<PluginConfig> parse_config(const std::string& text);
+
+// For DEL and GC, which need only cniVersion (and where to log): parse_config,
+// but where it fails with code 7 the answer is the minimal config (cniVersion,
+// name, and logLevel/logFile when they are valid) and `problem` says what the
+// strict parse refused. Still code 6 when the text is not a JSON object, 1 for
+// an unsupported cniVersion, and 7 over kMaxLenientConfigBytes.
+CniResult<PluginConfig> parse_config_lenient(const std::string& text, std::string& problem);
 
 // Only cniVersion, for VERSION (whose stdin is {"cniVersion": ...} at most).
 std::string version_of(const std::string& text);

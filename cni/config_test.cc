@@ -117,3 +117,64 @@ TEST_CASE("version_of reads only cniVersion") {
   CHECK(version_of("") == "");
   CHECK(version_of("{") == "");
 }
+
+TEST_CASE("DEL and GC: lenient about what they do not need") {
+  std::string problem;
+  auto lenient = [&](const std::string& text) {
+    problem.clear();
+    return parse_config_lenient(text, problem);
+  };
+  // A config ADD refuses (code 7) still gives DEL its version, name and logging.
+  for (const std::string text : {
+           R"({"cniVersion":"1.0.0","name":"k8s","logFile":"/tmp/w.log","capture":{"outbondPort":1}})",
+           R"({"cniVersion":"1.0.0","name":"k8s","logFile":"/tmp/w.log","kubernetes":{}})",
+           R"({"cniVersion":"1.0.0","name":"k8s","logFile":"/tmp/w.log","runtimeConfig":{"io.kubernetes.cri.pod-annotations":{"a":1}}})",
+           R"({"cniVersion":"1.0.0","name":"k8s","logFile":"/tmp/w.log","prevResult":"x"})",
+       }) {
+    REQUIRE_FALSE(parse_config(text).ok());
+    auto c = lenient(text);
+    REQUIRE_MESSAGE(c.ok(), text);
+    CHECK(c.value().cni_version == "1.0.0");
+    CHECK(c.value().name == "k8s");
+    CHECK(c.value().log_file == "/tmp/w.log");
+    CHECK_FALSE(problem.empty());
+  }
+  CHECK(lenient(R"({"cniVersion":"1.0.0","capture":{"outbondPort":1}})").ok());
+  CHECK(problem.find("outbondPort") != std::string::npos);
+  // A bad logLevel is dropped on its own; the log file stays.
+  auto level = lenient(R"({"cniVersion":"1.1.0","logLevel":"loud","logFile":"/tmp/w.log"})");
+  REQUIRE(level.ok());
+  CHECK(level.value().log_level == "info");
+  CHECK(level.value().log_file == "/tmp/w.log");
+  auto file = lenient(R"({"cniVersion":"1.1.0","logLevel":"debug","logFile":7})");
+  REQUIRE(file.ok());
+  CHECK(file.value().log_level == "debug");
+  CHECK(file.value().log_file.empty());
+  // Larger than ADD accepts: read whole, still parsed.
+  std::string big = R"({"cniVersion":"0.4.0","pad":")" + std::string(1 << 20, 'x') + "\"}";
+  auto b = lenient(big);
+  REQUIRE(b.ok());
+  CHECK(b.value().cni_version == "0.4.0");
+  CHECK(problem.find("bytes") != std::string::npos);
+  // A valid config: no problem, the full config.
+  auto good = lenient(R"({"cniVersion":"1.0.0","capture":{"outboundPort":16001}})");
+  REQUIRE(good.ok());
+  CHECK(good.value().spec.outbound_port == 16001);
+  CHECK(problem.empty());
+  // Still refused: not JSON (6), an unsupported or missing version (1).
+  REQUIRE_FALSE(lenient("{").ok());
+  CHECK(lenient("{").error().code == 6);
+  CHECK(lenient("[]").error().code == 6);
+  CHECK(lenient(big.substr(0, big.size() - 2)).error().code == 6);
+  CHECK(lenient(R"({"cniVersion":"2.0.0","kubernetes":{}})").error().code == 1);
+  CHECK(lenient(R"({"capture":{"outbondPort":1}})").error().code == 1);
+}
+
+TEST_CASE("how much stdin each command reads") {
+  CHECK(max_config_bytes(Command::Add) == kMaxConfigBytes);
+  CHECK(max_config_bytes(Command::Check) == kMaxConfigBytes);
+  CHECK(max_config_bytes(Command::Del) == kMaxLenientConfigBytes);
+  CHECK(max_config_bytes(Command::Gc) == kMaxLenientConfigBytes);
+  CHECK(max_config_bytes(std::nullopt) == kMaxConfigBytes);
+  CHECK(kMaxLenientConfigBytes > kMaxConfigBytes);
+}

@@ -1,8 +1,15 @@
 #include "error_codes.h"
 
+#include <cerrno>
+
 namespace weir::cni {
 
 CniError from_error(const Error& e, const std::string& what) {
+  if (e.sys_errno == EPERM || e.sys_errno == EACCES) {
+    return CniError{code::kPermissionDenied, what + ": " + e.message,
+                    "permission is missing: weir-cni must run as root with CAP_SYS_ADMIN (to enter the pod's "
+                    "network namespace) and CAP_NET_ADMIN (to change its rules)"};
+  }
   int c = code::kInternal;
   switch (e.kind) {
     case ErrorKind::InvalidSpec: c = code::kInvalidConfig; break;

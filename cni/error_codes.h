@@ -26,6 +26,7 @@ inline constexpr int kOwnNetns = 102;          // CNI_NETNS is the plugin's own 
 inline constexpr int kKernelUnsupported = 103; // the kernel lacks what the spec needs (e.g. IPv6 tables)
 inline constexpr int kRulesDrifted = 104;      // CHECK: live rules differ from the plan
 inline constexpr int kInternal = 105;          // a bug in weir
+inline constexpr int kPermissionDenied = 106;  // weir-cni lacks a privilege (EPERM/EACCES from the kernel)
 }  // namespace code
 
 // What a command failed with: becomes {cniVersion, code, msg, details}.
@@ -36,6 +37,9 @@ struct CniError {
 };
 
 // Maps a library error to a CNI error; `what` is the failed step, used as msg.
+// A system call refused for want of privilege (EPERM, EACCES: e.g. setns
+// without CAP_SYS_ADMIN) is kPermissionDenied whatever the kind: the rules
+// were never the problem, the plugin's privileges are.
 CniError from_error(const Error& e, const std::string& what);
 
 }  // namespace weir::cni

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
@@ -74,12 +75,16 @@ CniResult<std::optional<CaptureSpec>> decide_pod(Invocation& inv) {
   const PluginConfig& c = inv.config;
   auto d = decide(SelectionPolicy{c.exclude_namespaces, c.capture_without_annotations}, inv.pod.ns, c.annotations);
   if (!d.ok()) return CniError{code::kInvalidConfig, d.error().message, ""};
+  for (const auto& w : d->warnings) spdlog::warn("pod {}: {}", inv.pod.display(), w);
   inv.decision = d->capture ? "captured" : "skipped";
   inv.reason = d->reason;
   if (!d->capture) return std::optional<CaptureSpec>();
   CaptureSpec spec = c.spec;
   if (c.annotations) {
-    if (Status s = apply_annotations(spec, *c.annotations); !s.ok()) {
+    std::vector<std::string> warnings;
+    Status s = apply_annotations(spec, *c.annotations, warnings);
+    for (const auto& w : warnings) spdlog::warn("pod {}: {}", inv.pod.display(), w);
+    if (!s.ok()) {
       inv.decision = "failed";
       return CniError{code::kInvalidConfig, s.error().message, "the pod is not captured; fix the annotation and recreate the pod"};
     }
@@ -91,11 +96,14 @@ CniResult<nlohmann::json> cmd_add(Invocation& inv) {
   if (!inv.config.prev_result) {
     return CniError{code::kInvalidConfig, "prevResult is missing: weir-cni is a chained plugin and must follow an interface plugin", ""};
   }
+  // Before deciding: the node's own namespace is refused even for a pod weir
+  // would skip (a runtime that sends it is broken), and a namespace that does
+  // not exist is an error on ADD whatever the pod.
+  auto ns = open_pod_netns(inv.env.netns);
+  if (!ns.ok()) return ns.error();
   auto spec = decide_pod(inv);
   if (!spec.ok()) return spec.error();
   if (spec.value()) {
-    auto ns = open_pod_netns(inv.env.netns);
-    if (!ns.ok()) return ns.error();
     auto report = apply(target_for(inv.env.netns), *spec.value());
     if (!report.ok()) return from_error(report.error(), "install capture rules in " + inv.env.netns);
     for (const auto& w : report->warnings) spdlog::warn("{}: {}", inv.env.netns, w);
@@ -103,13 +111,10 @@ CniResult<nlohmann::json> cmd_add(Invocation& inv) {
   return convert_result(*inv.config.prev_result, inv.config.cni_version);
 }
 
+// Needs no spec (clean removes all of weir's rules) and no annotations: the
+// config may even be one parse_config refuses (see run()).
 CniResult<nlohmann::json> cmd_del(Invocation& inv) {
   inv.decision = "cleaned";
-  if (inv.env.netns.empty()) {
-    inv.decision = "nothing to do";
-    inv.reason = "CNI_NETNS is empty";
-    return empty_result(inv);
-  }
   auto ns = open_pod_netns(inv.env.netns);
   if (!ns.ok()) {
     // A namespace that is gone (or whose mount point is left as a plain file)
@@ -136,11 +141,11 @@ CniResult<nlohmann::json> cmd_check(Invocation& inv) {
   if (!inv.config.prev_result) {
     return CniError{code::kInvalidConfig, "prevResult is missing: CHECK needs the result of ADD", ""};
   }
+  auto ns = open_pod_netns(inv.env.netns);  // before deciding, as on ADD
+  if (!ns.ok()) return ns.error();
   auto spec = decide_pod(inv);
   if (!spec.ok()) return spec.error();
   if (!spec.value()) return empty_result(inv);
-  auto ns = open_pod_netns(inv.env.netns);
-  if (!ns.ok()) return ns.error();
   auto report = check(target_for(inv.env.netns), *spec.value());
   if (!report.ok()) return from_error(report.error(), "read capture rules in " + inv.env.netns);
   if (!report->diff.empty()) {
@@ -155,7 +160,7 @@ CniResult<nlohmann::json> cmd_status(Invocation& inv) {
   if (compare_versions(inv.config.cni_version, "1.1.0") < 0) {
     return CniError{code::kIncompatibleVersion, "cniVersion " + inv.config.cni_version + " does not allow STATUS", "STATUS needs 1.1.0"};
   }
-  if (Status s = probe_kernel(); !s.ok()) {
+  if (Status s = probe_kernel(inv.config.spec); !s.ok()) {
     return CniError{code::kPluginNotAvailable, "weir cannot program netfilter rules on this node", s.error().message};
   }
   inv.decision = "available";
@@ -183,12 +188,12 @@ Handler handler_for(Command c) {
   return nullptr;
 }
 
-// Reads stdin up to one byte past the limit, so parse_config can refuse a
-// config that is too large without reading all of it.
-std::string read_stdin() {
+// Reads stdin up to one byte past `limit`, so the parser can refuse a config
+// that is too large without reading all of it.
+std::string read_stdin(size_t limit) {
   std::string text;
   char buf[65536];
-  while (text.size() <= kMaxConfigBytes) {
+  while (text.size() <= limit) {
     ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
@@ -237,11 +242,24 @@ Output run(Invocation& inv, const std::string& input) {
   }
   if (*command == Command::Version) return {version_document(version_of(input)), true};
 
-  auto config = parse_config(input);
+  // DEL and GC need no more of the config than its version, and a DEL that
+  // fails stops the chain's other DELs (the pod's IP leaks): a problem only
+  // ADD and CHECK care about is a warning for them.
+  const bool lenient = *command == Command::Del || *command == Command::Gc;
+  std::string problem;
+  auto config = lenient ? parse_config_lenient(input, problem) : parse_config(input);
   if (!config.ok()) return {error_document(version_of(input), config.error()), false};
   inv.config = std::move(config.value());
   setup_logging(inv.config);
+  if (!problem.empty()) spdlog::warn("{}: ignoring a config problem that matters only to ADD and CHECK: {}", inv.env.command, problem);
   inv.pod = pod_from_args(parse_cni_args(inv.env.args));
+  if (*command == Command::Del && inv.env.netns.empty()) {
+    // containerd's second DEL (RemovePodSandbox): the namespace is gone and
+    // its rules with it; nothing else can make this DEL fail.
+    inv.decision = "nothing to do";
+    inv.reason = "CNI_NETNS is empty";
+    return {empty_result(inv), true};
+  }
   if (auto e = check_env(*command, inv.env)) return {error_document(inv.config.cni_version, *e), false};
 
   auto result = handler_for(*command)(inv);
@@ -258,12 +276,13 @@ int main() {
   setup_logging();
   Invocation inv;
   inv.env = read_env([](const char* name) { return std::getenv(name); });
+  const size_t stdin_limit = max_config_bytes(parse_command(inv.env.command));
   Output out;
   // The duration logged is weir's own work: it starts once the runtime has
   // written stdin, whose timing is the runtime's.
   auto start = std::chrono::steady_clock::now();
   try {
-    std::string input = read_stdin();
+    std::string input = read_stdin(stdin_limit);
     start = std::chrono::steady_clock::now();
     out = run(inv, input);
   } catch (const std::exception& e) {
@@ -282,7 +301,8 @@ int main() {
 
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   std::string outcome = out.ok ? "ok" : "error " + std::to_string(out.doc.value("code", 0)) + ": " + out.doc.value("msg", "");
-  spdlog::info("{} container={} pod={} netns={} decision={}{} result={} duration={:.2f}ms", inv.env.command,
+  spdlog::info("{} container={} pod={} netns={} decision={}{} result={} duration={:.2f}ms",
+               inv.env.command.empty() ? "-" : inv.env.command,
                inv.env.container_id.empty() ? "-" : inv.env.container_id, inv.pod.display(),
                inv.env.netns.empty() ? "-" : inv.env.netns, inv.decision, inv.reason.empty() ? "" : " (" + inv.reason + ")",
                outcome, ms);

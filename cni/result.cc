@@ -22,19 +22,23 @@ nlohmann::json convert_result(const nlohmann::json& prev, const std::string& ver
   return out;
 }
 
+namespace {
+
+// A runtime must be able to read the answer, so never answer in a version weir
+// does not speak (e.g. when the config's version was the problem).
+std::string answer_version(const std::string& version) {
+  return is_supported_version(version) ? version : supported_versions().back();
+}
+
+}  // namespace
+
 nlohmann::json error_document(const std::string& version, const CniError& e) {
-  // A runtime must be able to read the error, so never answer in a version
-  // weir does not speak (e.g. when the config's version was the problem).
-  nlohmann::json j{{"cniVersion", is_supported_version(version) ? version : supported_versions().back()},
-                   {"code", e.code},
-                   {"msg", e.msg}};
-  if (!e.details.empty()) j["details"] = e.details;
-  return j;
+  // details is always there, empty or not: the spec lists all four keys.
+  return {{"cniVersion", answer_version(version)}, {"code", e.code}, {"msg", e.msg}, {"details", e.details}};
 }
 
 nlohmann::json version_document(const std::string& version) {
-  return {{"cniVersion", version.empty() ? supported_versions().back() : version},
-          {"supportedVersions", supported_versions()}};
+  return {{"cniVersion", answer_version(version)}, {"supportedVersions", supported_versions()}};
 }
 
 }  // namespace weir::cni

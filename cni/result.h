@@ -15,11 +15,13 @@ namespace weir::cni {
 // not from 1.0.0 on. Everything else passes through unchanged.
 nlohmann::json convert_result(const nlohmann::json& prev, const std::string& version);
 
-// {cniVersion, code, msg, details}; `version` falls back to the newest
-// supported when it is not one weir supports (or empty: the config was unreadable).
+// {cniVersion, code, msg, details}, details "" when there is none; `version`
+// falls back to the newest supported when it is not one weir supports (or
+// empty: the config was unreadable).
 nlohmann::json error_document(const std::string& version, const CniError& e);
 
-// {cniVersion, supportedVersions}.
+// {cniVersion, supportedVersions}; cniVersion is `version` when weir supports
+// it, else (unsupported, missing) the newest version weir supports.
 nlohmann::json version_document(const std::string& version);
 
 }  // namespace weir::cni

@@ -1,49 +1,27 @@
 #include "status.h"
 
-#include <sched.h>
+#include <algorithm>
 
-#include <cerrno>
-#include <thread>
-
-#include <libiptc/libiptc.h>
-// libip6tc.h, unlike libiptc.h, has no extern "C" of its own.
-extern "C" {
-#include <libiptc/libip6tc.h>
-}
-
-#include "backend.h"
+#include "plan.h"
 
 namespace weir::cni {
 
-namespace {
-
-Status probe_in_private_netns() {
-  // unshare moves only this thread; the namespace dies when the thread ends.
-  if (unshare(CLONE_NEWNET) != 0) {
-    return system_error(ErrorKind::Unsupported, "create a private network namespace for the probe", errno);
+Result<std::vector<TableProbe>> tables_to_probe(const CaptureSpec& spec, bool kernel_has_ipv6) {
+  std::vector<TableProbe> out{{Family::V4, "nat"}};
+  const std::vector<Family> wanted = families(spec);
+  if (!kernel_has_ipv6 && wanted == std::vector<Family>{Family::V6}) {
+    return Error{ErrorKind::Unsupported, "the capture spec asks for IPv6 only, but the kernel has no IPv6", 0};
   }
-  if (xtc_handle* h = iptc_init("nat")) {
-    iptc_free(h);
-  } else {
-    return Error{ErrorKind::Unsupported, std::string("libiptc: open the IPv4 nat table: ") + iptc_strerror(errno), errno};
-  }
-  if (kernel_has_ipv6()) {
-    if (xtc_handle* h = ip6tc_init("nat")) {
-      ip6tc_free(h);
-    } else {
-      return Error{ErrorKind::Unsupported, std::string("libip6tc: open the IPv6 nat table: ") + ip6tc_strerror(errno), errno};
+  // The plan names exactly the tables apply will open, so STATUS cannot
+  // disagree with ADD about which ones matter.
+  for (const Ruleset& rs : plan(spec).rulesets) {
+    if (rs.family == Family::V6 && !kernel_has_ipv6) continue;
+    for (const Table& t : rs.tables) {
+      TableProbe p{rs.family, t.name};
+      if (std::find(out.begin(), out.end(), p) == out.end()) out.push_back(std::move(p));
     }
   }
-  return {};
-}
-
-}  // namespace
-
-Status probe_kernel() {
-  Status result;
-  std::thread t([&result] { result = probe_in_private_netns(); });
-  t.join();
-  return result;
+  return out;
 }
 
 }  // namespace weir::cni

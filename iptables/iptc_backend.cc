@@ -114,14 +114,19 @@ bool family_missing(int err) { return err == EAFNOSUPPORT || err == ENOPROTOOPT 
 
 // The tables this namespace has instantiated. A table comes into
 // being on first use, so one that does not exist holds no rule of weir's and
-// need not be opened (opening costs ~50 us and would create it). When the
-// list cannot be read, every table counts as present.
+// need not be opened (opening costs ~50 us and would create it). No list at
+// all (ENOENT) means the family's x_tables module is not loaded: no table,
+// and a reader must not load it (on an nftables-only node, a DEL or a check
+// of a pod weir never captured would load the legacy modules). When the list
+// cannot be read for another reason, every table counts as present.
 template <typename T>
-std::vector<std::string> tables_in_use() {
+std::vector<std::string> tables_in_use(bool* module_loaded = nullptr) {
   // One read(2), no stream: a stream's locale set-up would cost more than
   // the rest of this function on a plugin's short run.
   std::vector<std::string> all{std::begin(kTables), std::end(kTables)};
+  if (module_loaded) *module_loaded = true;
   Fd fd(::open(T::names_file, O_RDONLY | O_CLOEXEC));
+  if (!fd.valid() && errno == ENOENT && module_loaded) *module_loaded = false;
   if (!fd.valid()) return all;
   char buf[512];
   std::string text;
@@ -220,7 +225,9 @@ class IptcBackend : public Backend {
   template <typename T>
   Result<Ruleset> read_family(bool tolerant, bool keep = false) {
     Ruleset rs{T::family, {}};
-    const std::vector<std::string> in_use = tables_in_use<T>();
+    bool loaded = true;
+    const std::vector<std::string> in_use = tables_in_use<T>(&loaded);
+    if (tolerant && !loaded) return rs;  // nothing of weir's can be there
     for (const char* name : kTables) {
       if (std::find(in_use.begin(), in_use.end(), name) == in_use.end()) continue;
       HandlePtr h = open_handle<T>(name);

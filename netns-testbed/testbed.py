@@ -303,6 +303,21 @@ def _install_handlers():
         return
     _handlers_installed = True
     atexit.register(_teardown_all)
+    # ctest kills a test that outlives its TIMEOUT with SIGKILL, which no
+    # handler sees: WEIR_TEST_DEADLINE (seconds, set by tests/CMakeLists.txt a
+    # little under TIMEOUT) tears the testbed down first and fails the test.
+    deadline = int(os.environ.get("WEIR_TEST_DEADLINE", "0") or 0)
+    if deadline > 0:
+        try:
+            if signal.getsignal(signal.SIGALRM) == signal.SIG_DFL:
+                def _on_deadline(signum, frame):
+                    print(f"testbed: WEIR_TEST_DEADLINE ({deadline} s) reached; tearing down", file=sys.stderr,
+                          flush=True)
+                    _on_signal(signum, frame)
+                signal.signal(signal.SIGALRM, _on_deadline)
+                signal.alarm(deadline)
+        except ValueError:
+            pass
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         try:
             if signal.getsignal(sig) in (signal.SIG_DFL, signal.default_int_handler):

@@ -15,6 +15,12 @@ fi
 
 scripts/install-deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build --target weir-cni weir-probe -j "$(nproc)" | grep -v '^\[' || true
+# Progress lines are hidden, errors shown. pipefail makes a failed build fail
+# the demo (an old binary left in build/bin must not stand in for it); only
+# grep's "nothing left to print" is forgiven.
+if ! cmake --build build --target weir-cni weir-probe -j "$(nproc)" | { grep -v '^\[' || true; }; then
+  echo "demo.sh: build failed" >&2
+  exit 1
+fi
 test -x build/bin/weir-cni -a -x build/bin/weir-probe || { echo "demo.sh: build failed" >&2; exit 1; }
 WEIR_BIN_DIR="$PWD/build/bin" exec python3 netns-testbed/demo.py

@@ -88,7 +88,7 @@ def check_error(call, code: int, *needles: str) -> None:
     check(call.returncode != 0, f"expected failure with code {code}, got success: {call}")
     doc = call.json or {}
     check(doc.get("code") == code, f"expected code {code}, got {doc.get('code')}: {call}")
-    check(set(doc) >= {"cniVersion", "code", "msg"}, f"error document lacks keys: {doc}")
+    check(set(doc) >= {"cniVersion", "code", "msg", "details"}, f"error document lacks keys: {doc}")
     text = doc.get("msg", "") + " " + doc.get("details", "")
     for n in needles:
         check(n in text, f"error message does not name {n!r}: {doc}")
@@ -184,6 +184,10 @@ def test_version():
             check(call.ok, f"VERSION failed: {call}")
             check(call.json == {"cniVersion": v, "supportedVersions": ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]},
                   f"VERSION answer: {call.json}")
+        # A version weir does not speak, or none: answered in the newest it does.
+        for stdin in ({"cniVersion": "2.0.0"}, {"cniVersion": "0.2.0"}, {}, ""):
+            call = tb.cni_invoke("weir-cni", "VERSION", stdin, env={})
+            check(call.ok and call.json.get("cniVersion") == "1.1.0", f"VERSION for {stdin!r}: {call}")
 
 
 def _lifecycle(version: str):
@@ -299,6 +303,10 @@ def test_refuses_own_netns():
             check_error(call, 102, path)
             call = call_weir(tb, "DEL", pod, weir_stdin(pod), CNI_NETNS=path)
             check_error(call, 102, path)
+            # Refused before deciding: also for a pod weir would not capture.
+            for command in ("ADD", "CHECK"):
+                call = call_weir(tb, command, pod, weir_stdin(pod, annotations={}), CNI_NETNS=path)
+                check_error(call, 102, path)
         check(ns_state(tb, tb.node) == before, "the plugin's own namespace changed")
 
 
@@ -308,6 +316,12 @@ def test_status_and_gc():
         conf = weir_stdin(pod, version="1.1.0", prev=False)
         status = tb.cni_invoke("weir-cni", "STATUS", conf)
         check(status.ok and status.json == {"cniVersion": "1.1.0"}, f"STATUS failed: {status}")
+        # Specs that need mangle (TPROXY, dropInvalid) and raw (DNS capture) too.
+        for capture in ({"mode": "tproxy"}, {"dropInvalid": True}, {"dns": {"capture": True}},
+                        {"ipFamilies": "ipv4"}, {"ipFamilies": "ipv6", "mode": "tproxy"}):
+            st = tb.cni_invoke("weir-cni", "STATUS", weir_stdin(pod, conf=weir_conf(capture=capture), version="1.1.0",
+                                                                 prev=False))
+            check(st.ok and st.json == {"cniVersion": "1.1.0"}, f"STATUS with capture {capture} failed: {st}")
         gc_conf = dict(conf)
         gc_conf["cni.dev/valid-attachments"] = [{"containerID": "x", "ifname": "eth0"}]
         gc_conf["cni.dev/attachments"] = gc_conf["cni.dev/valid-attachments"]

@@ -39,6 +39,16 @@ CASES = {
                                         {}, [E(OUT, 0, 8080), E(IN, 0, 8080)]),
     "sidecar.istio.io/inject=false": ({**ENABLED, "sidecar.istio.io/inject": "false"}, {}, "default", {},
                                       [E(OUT, 0, 8080, where="direct")]),
+    "sidecar.istio.io/inject=False (Go's ParseBool)": (
+        {"sidecar.istio.io/status": "{}", "sidecar.istio.io/inject": "False"}, {}, "default", {},
+        [E(OUT, 0, 8080, where="direct"), E(IN, 0, 8080, where="direct")]),
+    "sidecar.istio.io/inject=0": ({**ENABLED, "sidecar.istio.io/inject": "0"}, {}, "default", {},
+                                  [E(OUT, 0, 8080, where="direct")]),
+    "sidecar.istio.io/inject=TRUE": ({"sidecar.istio.io/status": "{}", "sidecar.istio.io/inject": "TRUE"}, {},
+                                     "default", {}, [E(OUT, 0, 8080), E(IN, 0, 8080)]),
+    "sidecar.istio.io/status lists istio-init": (
+        {"sidecar.istio.io/status": '{"initContainers":["istio-init"],"containers":["istio-proxy"]}'}, {}, "default",
+        {}, [E(OUT, 0, 8080, where="direct"), E(IN, 0, 8080, where="direct")]),
     "kube-system is excluded by default": (ENABLED, {}, "kube-system", {}, [E(OUT, 0, 8080, where="direct")]),
     "excludeNamespaces replaces the default": (ENABLED, {"excludeNamespaces": ["shop"]}, "kube-system", {},
                                                [E(OUT, 0, 8080)]),
@@ -56,6 +66,9 @@ CASES = {
         {}, [E(OUT, 0, 8080, where="direct"), E(OUT, 0, 8081, where="direct"), E(OUT, 0, 8082)]),
     ISTIO + "excludeOutboundIPRanges": ({**ENABLED, ISTIO + "excludeOutboundIPRanges": "198.18.0.10/32"}, {},
                                         "default", {}, [E(OUT, 0, 8080, where="direct"), E(OUT, 1, 8080)]),
+    ISTIO + "excludeOutboundIPRanges with host bits, masked as Istio does": (
+        {**ENABLED, ISTIO + "excludeOutboundIPRanges": "198.18.0.11/31"}, {}, "default", {},
+        [E(OUT, 0, 8080, where="direct"), E(OUT, 1, 8080, where="direct"), E(IN, 0, 8080)]),
     ISTIO + "includeOutboundIPRanges list": ({**ENABLED, ISTIO + "includeOutboundIPRanges": "198.18.0.11/32"}, {},
                                              "default", {}, [E(OUT, 0, 8080, where="direct"), E(OUT, 1, 8080)]),
     ISTIO + "includeOutboundIPRanges * = all": ({**ENABLED, ISTIO + "includeOutboundIPRanges": "*"}, {}, "default",

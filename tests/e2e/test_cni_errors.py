@@ -7,12 +7,13 @@ Needs root; exits 77 (skipped) otherwise."""
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_cni import (ENABLED, Testbed, call_weir, check, check_error, cni_pod, ns_state,  # noqa: E402
-                      require_binaries, run_tests, weir_conf, weir_stdin)
+                      require_binaries, run_tests, weir_bin, weir_conf, weir_env, weir_lines, weir_stdin)
 
 ISTIO = "traffic.sidecar.istio.io/"
 
@@ -74,7 +75,12 @@ def _cases(pod, tb):
         ("CHECK needs 0.4.0", "CHECK", with_(cniVersion="0.3.1"), {}, 1, ["CHECK"]),
         ("CHECK without prevResult", "CHECK", no_prev, {}, 7, ["prevResult"]),
         ("DEL with bad JSON", "DEL", "{", {}, 6, ["JSON"]),
+        ("DEL with a JSON array", "DEL", "[]", {}, 6, ["object"]),
+        ("DEL with unsupported cniVersion", "DEL", with_(cniVersion="2.0.0"), {}, 1, ["2.0.0"]),
+        ("DEL without cniVersion", "DEL", {k: v for k, v in good.items() if k != "cniVersion"}, {}, 1,
+         ["cniVersion"]),
         ("DEL without CNI_CONTAINERID", "DEL", good, {"CNI_CONTAINERID": None}, 4, ["CNI_CONTAINERID"]),
+        ("empty CNI_COMMAND", "", good, {}, 4, ["CNI_COMMAND"]),
     ]
 
 
@@ -96,12 +102,80 @@ def test_bad_input_leaves_namespace_unchanged():
         check(not failures, "\n".join(failures))
 
 
+def test_del_is_lenient():
+    """DEL needs only cniVersion: a config problem only ADD cares about must not
+    fail it (libcni stops a chain's DEL at the first failure, so the interface
+    plugin's DEL would never run and the pod's IP would leak). Each DEL really
+    removes weir's rules from a captured pod, and warns about the problem."""
+    with Testbed(role="cni") as tb:
+        pod = cni_pod(tb, "app")
+        good = weir_stdin(pod, annotations=ENABLED)
+
+        def with_(**keys):
+            d = dict(good)
+            d.update(keys)
+            return d
+
+        cases = [
+            ("bad capture key", with_(capture={"outbondPort": 15001}), {}, "outbondPort"),
+            ("bad capture value", with_(capture={"inboundPort": 70000}), {}, "inboundPort"),
+            ("the reserved kubernetes key", with_(kubernetes={"kubeconfig": "/etc/k"}), {}, "kubernetes"),
+            ("bad logLevel", with_(logLevel="loud"), {}, "logLevel"),
+            ("non-string annotation", with_(runtimeConfig={"io.kubernetes.cri.pod-annotations": {"a": 1}}), {},
+             "annotation a"),
+            ("prevResult not an object", with_(prevResult="x"), {}, "prevResult"),
+            ("1 MiB config", with_(padding="x" * (1 << 20)), {}, "bytes"),
+            ("bad config and no CNI_IFNAME, CNI_NETNS empty", with_(kubernetes={}), {"CNI_NETNS": "",
+                                                                                      "CNI_IFNAME": None}, None),
+        ]
+        failures = []
+        for name, stdin, env, needle in cases:
+            try:
+                add = call_weir(tb, "ADD", pod, good)
+                check(add.ok and weir_lines(tb, pod), f"re-ADD failed: {add}")
+                call = call_weir(tb, "DEL", pod, stdin, **env)
+                check(call.ok, f"DEL failed: {call}")
+                check(call.json == {"cniVersion": "1.0.0"}, f"DEL answer: {call.json}")
+                if needle is None:
+                    continue
+                check(weir_lines(tb, pod) == [], f"weir rules left after DEL: {weir_lines(tb, pod)}")
+                check(needle in call.stderr and " W " in call.stderr, f"no warning naming {needle!r}: {call.stderr}")
+            except AssertionError as e:
+                failures.append(f"{name}: {e}")
+        # GC is as lenient.
+        gc = tb.cni_invoke("weir-cni", "GC", dict(weir_stdin(pod, version="1.1.0", prev=False),
+                                                  capture={"outbondPort": 1}, kubernetes={}))
+        if not gc.ok:
+            failures.append(f"GC with a bad config: {gc}")
+        check(not failures, "\n".join(failures))
+
+
+def test_missing_privilege_says_so():
+    """ADD without the privilege to enter the pod's namespace (setns: EPERM) is
+    a missing permission (106), not rules the kernel refused (101)."""
+    with Testbed(role="cni") as tb:
+        pod = cni_pod(tb, "app")
+        before = ns_state(tb, pod)
+        env = {"CNI_COMMAND": "ADD", "PATH": "/usr/bin:/bin", **weir_env(pod)}
+        stdin = json.dumps(weir_stdin(pod, annotations=ENABLED)).encode()
+        cp = tb.exec(tb.node, ["env", "-i"] + [f"{k}={v}" for k, v in env.items()] +
+                     ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", weir_bin()], input=stdin)
+        doc = json.loads(cp.stdout)
+        check(cp.returncode != 0 and doc.get("code") == 106, f"ADD as nobody: rc {cp.returncode} {doc}")
+        check("permission" in doc.get("details", ""), f"error does not say permission is missing: {doc}")
+        check(ns_state(tb, pod) == before, "the pod's rules changed")
+
+
 def test_stdout_is_one_document_with_logs_on_stderr():
     with Testbed(role="cni") as tb:
         pod = cni_pod(tb, "app", conf=weir_conf(logLevel="debug"))
         call = call_weir(tb, "ADD", pod, weir_stdin(pod, conf=weir_conf(logLevel="debug"), annotations=ENABLED))
         check(call.ok and "ADD" in call.stderr, f"expected success with the log line on stderr: {call}")
         check(call.stdout.count("\n") == 1, f"stdout has more than one line: {call.stdout!r}")
+        # The log line of a call without CNI_COMMAND names the command "-".
+        empty = call_weir(tb, "", pod, weir_stdin(pod))
+        check_error(empty, 4, "CNI_COMMAND")
+        check(" - container=" in empty.stderr, f"log line of an empty CNI_COMMAND: {empty.stderr!r}")
 
 
 def test_lock_held_gives_try_again():
@@ -121,8 +195,8 @@ def test_lock_held_gives_try_again():
         check(again.ok, f"ADD after the lock was released failed: {again}")
 
 
-TESTS = [test_bad_input_leaves_namespace_unchanged, test_stdout_is_one_document_with_logs_on_stderr,
-         test_lock_held_gives_try_again]
+TESTS = [test_bad_input_leaves_namespace_unchanged, test_del_is_lenient, test_missing_privilege_says_so,
+         test_stdout_is_one_document_with_logs_on_stderr, test_lock_held_gives_try_again]
 
 if __name__ == "__main__":
     require_binaries()
