@@ -450,6 +450,14 @@ Rule decode_entry(const Entry* e, Family f, const char* target_label) {
 }  // namespace
 
 Result<EntryBuf> encode(const Rule& r, Family f) {
+  // A rule read back with matches weir cannot decode would be rebuilt
+  // without them, wider than it was (only a rollback re-encodes read rules):
+  // refuse, as for an unknown target, so the failure is reported, not hidden.
+  if (!r.unknown_matches.empty()) {
+    std::string names;
+    for (const auto& m : r.unknown_matches) names += (names.empty() ? "" : ", ") + m;
+    return Error{ErrorKind::InvalidArgument, "cannot rebuild a rule with matches weir does not decode (" + names + ")", 0};
+  }
   std::vector<uint8_t> elems;
   if (Status s = encode_matches(r, elems); !s) return s.error();
   size_t matches = elems.size();

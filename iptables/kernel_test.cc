@@ -747,6 +747,11 @@ TEST_CASE("read: a foreign match inside a weir chain reads as unknown") {
     const Chain* c = live->rulesets.at(0).find("nat")->find("WEIR_OUTPUT");
     REQUIRE(c);
     CHECK(c->rules.back().unknown_matches == std::vector<std::string>{"length"});
+    // Re-encoding it (what a rollback would do) must not drop the match and
+    // widen the rule to an unconditional RETURN: it is refused by name.
+    auto again = iptc::encode(c->rules.back(), Family::V4);
+    REQUIRE_FALSE(again.ok());
+    CHECK(again.error().message.find("length") != std::string::npos);
   });
 }
 
