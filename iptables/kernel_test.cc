@@ -704,6 +704,25 @@ TEST_CASE("routes: TPROXY policy routes installed, idempotent, removed") {
   inside(ns, [&] { CHECK(routes::remove(PolicyRoute{Family::V4, 1337, 133}).ok()); });
 }
 
+TEST_CASE("routes: a look-alike fwmark rule and local route of another tool are not weir's") {
+  REQUIRE_ROOT();
+  TestNs ns;
+  const std::string n = ns.name();
+  // The shape weir installs, but by someone else (proto boot).
+  REQUIRE(sh("ip -n " + n + " rule add fwmark 0x77 lookup 77").code == 0);
+  REQUIRE(sh("ip -n " + n + " route add local default dev lo table 77").code == 0);
+  REQUIRE(apply(ns.target(), default_spec()).ok());
+  auto c = check(ns.target(), default_spec());
+  REQUIRE(c.ok());
+  CHECK_MESSAGE(c->diff.empty(), render_diff(c->diff));  // not drift of weir's
+  REQUIRE(apply(ns.target(), tproxy_spec()).ok());
+  CHECK(sh("ip -n " + n + " rule").out.find("fwmark 0x539 lookup 133 proto 87") != std::string::npos);
+  REQUIRE(clean(ns.target()).ok());
+  CHECK(sh("ip -n " + n + " rule").out.find("fwmark 0x77 lookup 77") != std::string::npos);  // left alone
+  CHECK(sh("ip -n " + n + " route show table 77").out.find("local default dev lo") != std::string::npos);
+  CHECK(sh("ip -n " + n + " rule").out.find("lookup 133") == std::string::npos);  // weir's gone
+}
+
 TEST_CASE("ops: warnings for missing interfaces and lo down") {
   REQUIRE_ROOT();
   TestNs ns;

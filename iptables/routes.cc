@@ -58,6 +58,12 @@ Result<Sock> connect() {
   return s;
 }
 
+// The protocol number weir's policy rules and routes carry (rtm_protocol,
+// FRA_PROTOCOL; `ip rule`/`ip route` show it as "proto 87"): how clean,
+// check and apply tell weir's from a look-alike another tool installed.
+// 87 ('W') is not among iproute2's registered numbers (rt_protos).
+constexpr uint8_t kWeirProtocol = 87;
+
 RulePtr make_rule(const PolicyRoute& r) {
   RulePtr rule(rtnl_rule_alloc());
   rtnl_rule_set_family(rule.get(), af(r.family));
@@ -65,6 +71,7 @@ RulePtr make_rule(const PolicyRoute& r) {
   rtnl_rule_set_mask(rule.get(), 0xffffffff);
   rtnl_rule_set_table(rule.get(), r.table);
   rtnl_rule_set_action(rule.get(), FR_ACT_TO_TBL);
+  rtnl_rule_set_protocol(rule.get(), kWeirProtocol);
   return rule;
 }
 
@@ -84,7 +91,7 @@ Result<RoutePtr> make_route(nl_sock* sock, const PolicyRoute& r) {
   rtnl_route_set_table(route.get(), r.table);
   rtnl_route_set_type(route.get(), RTN_LOCAL);
   rtnl_route_set_scope(route.get(), RT_SCOPE_HOST);
-  rtnl_route_set_protocol(route.get(), RTPROT_BOOT);
+  rtnl_route_set_protocol(route.get(), kWeirProtocol);
   if (int err = rtnl_route_set_dst(route.get(), dst.get()); err < 0) return nl_error("set route destination", err);
   rtnl_nexthop* nh = rtnl_route_nh_alloc();
   if (!nh) return Error{ErrorKind::Internal, "allocate a next hop: out of memory", 0};
@@ -107,6 +114,8 @@ Result<std::vector<RuleKey>> fwmark_rules(nl_sock* sock, Family f) {
   for (nl_object* o = nl_cache_get_first(cache.get()); o; o = nl_cache_get_next(o)) {
     auto* rule = reinterpret_cast<rtnl_rule*>(o);
     if (rtnl_rule_get_family(rule) != af(f)) continue;  // the dump may hold both families
+    uint8_t proto = 0;
+    if (rtnl_rule_get_protocol(rule, &proto) < 0 || proto != kWeirProtocol) continue;  // not weir's
     if (rtnl_rule_get_action(rule) != FR_ACT_TO_TBL) continue;
     if (rtnl_rule_get_mask(rule) != 0xffffffff) continue;
     uint32_t mark = rtnl_rule_get_mark(rule);
@@ -128,6 +137,7 @@ Result<std::vector<uint32_t>> local_default_tables(nl_sock* sock, Family f) {
     auto* route = reinterpret_cast<rtnl_route*>(o);
     if (rtnl_route_get_family(route) != af(f)) continue;
     if (rtnl_route_get_type(route) != RTN_LOCAL) continue;
+    if (rtnl_route_get_protocol(route) != kWeirProtocol) continue;  // not weir's
     nl_addr* dst = rtnl_route_get_dst(route);
     if (dst && nl_addr_get_prefixlen(dst) != 0) continue;
     if (rtnl_route_get_nnexthops(route) != 1) continue;
