@@ -86,6 +86,9 @@ int main(int argc, char** argv) {
     CLI::App* sub = app.add_subcommand(def.name, def.description);
     std::unique_ptr<weir::Command> cmd = def.make();
     cmd->bind(*sub);
+    // The global option, listed where a user looks: in each command's --help.
+    const std::string global = "Also: --log-level trace|debug|info|warn|error|off (default warn; before or after the command)";
+    sub->footer(sub->get_footer().empty() ? global : sub->get_footer() + "\n\n" + global);
     commands.emplace_back(sub, std::move(cmd));
   }
 
