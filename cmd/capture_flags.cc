@@ -177,7 +177,7 @@ std::string join(const std::vector<std::string>& parts) {
   return out;
 }
 
-Status merge_config_file(CaptureSpec& spec, const std::string& path) {
+Status merge_config_file(CaptureSpec& spec, const std::string& path, bool* gids_set) {
   const std::string what = "--config " + path;
   std::ifstream in(path);
   if (!in) return system_error(ErrorKind::Io, what, errno);
@@ -191,6 +191,7 @@ Status merge_config_file(CaptureSpec& spec, const std::string& path) {
   // file alone gets wrong (e.g. --inbound-port over a file's clashing port).
   Status st = merge_json(spec, j, MergeCheck::Defer);
   if (!st) return st.error().wrap(what);
+  *gids_set = j.is_object() && j.contains("proxyGids");
   return {};
 }
 
@@ -233,9 +234,12 @@ void CaptureFlags::bind(CLI::App& app, const CaptureFlagOptions& opts) {
 
 Result<CaptureSpec> CaptureFlags::build(CaptureSpec base) const {
   CaptureSpec spec = std::move(base);
+  bool file_gids = false;  // the file set proxyGids itself: --proxy-uid leaves them
   if (config_option_ && config_option_->count() > 0) {
-    if (Status st = merge_config_file(spec, config_path_); !st) return st.error();
+    if (Status st = merge_config_file(spec, config_path_, &file_gids); !st) return st.error();
   }
+  const std::vector<uint32_t> gids_from_file = spec.proxy_gids;
+  bool gid_flag = false;
   bool servers_given = false;
   for (const Bound& b : bound_) {
     if (b.option->count() == 0) continue;
@@ -245,8 +249,10 @@ Result<CaptureSpec> CaptureFlags::build(CaptureSpec base) const {
                               : def.arity == Arity::Value ? (b.values.empty() ? "" : b.values.back())
                                                           : "";
     if (Status st = def.apply(spec, what, value, b.on); !st) return st.error();
+    if (def.name == std::string("proxy-gid")) gid_flag = true;
     if (def.name == std::string("dns-servers") || def.name == std::string("resolv-conf")) servers_given = true;
   }
+  if (file_gids && !gid_flag) spec.proxy_gids = gids_from_file;
   // Nameservers without DNS capture would silently capture nothing.
   if (servers_given && !spec.dns.capture) {
     return Error{ErrorKind::InvalidSpec,

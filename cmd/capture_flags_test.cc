@@ -98,6 +98,14 @@ TEST_CASE("a flag fixes what the config file alone gets wrong; the file's GIDs s
   REQUIRE(g.ok());
   CHECK(g->proxy_uids == std::vector<uint32_t>{2103});
   CHECK(g->proxy_gids == std::vector<uint32_t>{3000});
+
+  // Set in the file even when equal to its UIDs: still the file's.
+  const std::string same = temp_file("same.json", R"({"proxyUids": [1337], "proxyGids": [1337]})");
+  Result<CaptureSpec> e = build_from({"--config", same, "--proxy-uid", "1500"});
+  std::remove(same.c_str());
+  REQUIRE(e.ok());
+  CHECK(e->proxy_uids == std::vector<uint32_t>{1500});
+  CHECK(e->proxy_gids == std::vector<uint32_t>{1337});
 }
 
 TEST_CASE("config file errors name the file") {

@@ -197,9 +197,9 @@ Status apply_include_outbound_ports(CaptureSpec& spec, const std::string& what, 
 }  // namespace
 
 Status apply_annotations(CaptureSpec& spec, const std::map<std::string, std::string>& annotations,
-                         std::vector<std::string>& warnings) {
+                         std::vector<std::string>& warnings, bool gids_explicit) {
   const std::string weir_prefix = kWeirPrefix, istio_prefix = kIstioTrafficPrefix;
-  const bool gids_follow_uids = spec.proxy_gids == spec.proxy_uids;
+  const bool gids_follow_uids = !gids_explicit && spec.proxy_gids == spec.proxy_uids;
   bool gids_set = false;
   for (const auto& [key, value] : annotations) {
     if (key.rfind(weir_prefix, 0) != 0) continue;

@@ -23,8 +23,10 @@ inline constexpr const char* kIstioTrafficPrefix = "traffic.sidecar.istio.io/";
 // captured); annotations with other prefixes are ignored. Istio's CIDR
 // annotations accept host bits as Istio does ("10.0.0.1/8" is 10.0.0.0/8),
 // each adding a line to `warnings`; weir.dev/* CIDRs stay strict. On error
-// `spec` is left unspecified: callers must not use it.
+// `spec` is left unspecified: callers must not use it. `gids_explicit`: the
+// config set proxyGids itself, so weir.dev/proxyUids leaves them alone
+// (otherwise the GIDs follow the UIDs, their default).
 Status apply_annotations(CaptureSpec& spec, const std::map<std::string, std::string>& annotations,
-                         std::vector<std::string>& warnings);
+                         std::vector<std::string>& warnings, bool gids_explicit = false);
 
 }  // namespace weir::cni

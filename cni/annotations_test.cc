@@ -55,6 +55,14 @@ TEST_CASE("weir.dev/<jsonKey> replaces the field") {
   CHECK(s.inbound_tunnel_port == 0);
   auto g = with({{"weir.dev/proxyUids", "1000"}, {"weir.dev/proxyGids", "2000"}});
   CHECK(g.proxy_gids == std::vector<uint32_t>{2000});
+
+  // GIDs the config set itself stay, even when they equal its UIDs.
+  CaptureSpec configured;
+  configured.proxy_uids = configured.proxy_gids = {1337};
+  std::vector<std::string> warnings;
+  REQUIRE(apply_annotations(configured, {{"weir.dev/proxyUids", "1500"}}, warnings, /*gids_explicit=*/true).ok());
+  CHECK(configured.proxy_uids == std::vector<uint32_t>{1500});
+  CHECK(configured.proxy_gids == std::vector<uint32_t>{1337});
 }
 
 TEST_CASE("Istio's annotations with Istio's meanings") {

@@ -246,6 +246,7 @@ CniResult<PluginConfig> parse_config(const std::string& text) {
     if (!it->is_object()) return invalid(std::string("capture: expected an object, got ") + json_type(*it));
     try {
       if (Status s = merge_json(c.spec, *it); !s.ok()) return invalid("capture: " + s.error().message);
+      c.proxy_gids_set = it->contains("proxyGids");
     } catch (const nlohmann::json::exception& e) {
       return invalid(std::string("capture: ") + e.what());
     }

@@ -74,6 +74,7 @@ struct PluginConfig {
   std::string cni_version;  // the config's cniVersion, used for output
   std::string name;
   CaptureSpec spec;  // defaults, then the "capture" object
+  bool proxy_gids_set = false;  // the capture object gave proxyGids itself
   std::vector<std::string> exclude_namespaces{"kube-system"};
   bool capture_without_annotations = false;
   std::string log_level = "info";  // trace|debug|info|warn|error|off

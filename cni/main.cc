@@ -82,7 +82,7 @@ CniResult<std::optional<CaptureSpec>> decide_pod(Invocation& inv) {
   CaptureSpec spec = c.spec;
   if (c.annotations) {
     std::vector<std::string> warnings;
-    Status s = apply_annotations(spec, *c.annotations, warnings);
+    Status s = apply_annotations(spec, *c.annotations, warnings, c.proxy_gids_set);
     for (const auto& w : warnings) spdlog::warn("pod {}: {}", inv.pod.display(), w);
     if (!s.ok()) {
       inv.decision = "failed";

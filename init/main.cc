@@ -318,7 +318,8 @@ int run_validate(int argc, char** argv) {
   app.add_option("--inbound-port", in_port, "the proxy's inbound port (15006)")
       ->envname("WEIR_INBOUND_PORT")->multi_option_policy(last);
   app.add_option("--target", targets,
-                 std::string("ADDR:PORT or [ADDR]:PORT to dial, repeatable (") + kDefaultValidationTarget + ")")
+                 std::string("ADDR:PORT or [ADDR]:PORT to dial, repeatable (") + kDefaultValidationTarget +
+                     "; " + kDefaultValidationTarget6 + " when the namespace has no IPv4 route)")
       ->envname("WEIR_VALIDATE_TARGET")->delimiter(',');
   app.add_option("--source", source, "bind the dial to this address (e.g. 127.0.0.1 with --target 127.0.0.6:P)")
       ->envname("WEIR_VALIDATE_SOURCE")->multi_option_policy(last);

@@ -123,6 +123,12 @@ Result<std::vector<Listener>> open_listeners(const ValidationOptions& opts) {
   return out;
 }
 
+// The failures of socket(), bind() or connect() that mean this namespace
+// cannot send to the address at all, so no netfilter hook would see the dial.
+bool means_no_route(int err) {
+  return err == ENETUNREACH || err == EHOSTUNREACH || err == EADDRNOTAVAIL || err == EAFNOSUPPORT;
+}
+
 milliseconds left(Clock::time_point until) {
   auto d = duration_cast<milliseconds>(until - Clock::now());
   return d.count() > 0 ? d : milliseconds{0};
@@ -222,8 +228,9 @@ Attempt dial_once(const std::vector<Listener>& listeners, const Endpoint& target
   bool connected = false;
   if (::connect(client.get(), reinterpret_cast<sockaddr*>(&ss), len) == 0) {
     connected = true;
-  } else if (errno != EINPROGRESS) {
-    a.problem = "connect to " + to + ": " + std::strerror(errno);
+  } else if (int err = errno; err != EINPROGRESS) {
+    a.problem = "connect to " + to + ": " + std::strerror(err) +
+                (means_no_route(err) ? " (no route to it in this namespace: no netfilter hook saw the dial)" : "");
     return a;
   }
 
@@ -302,6 +309,38 @@ std::string format_endpoint(const Endpoint& e) {
   return a + ":" + std::to_string(e.port);
 }
 
+bool has_route(const Endpoint& to, const std::optional<Cidr>& source) {
+  const int family = to.addr.family == Family::V4 ? AF_INET : AF_INET6;
+  Fd s(::socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!s.valid()) return !means_no_route(errno);
+  sockaddr_storage ss;
+  if (source) {
+    socklen_t len = to_sockaddr(Endpoint{*source, 0}, ss);
+    if (::bind(s.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) return !means_no_route(errno);
+  }
+  socklen_t len = to_sockaddr(to, ss);
+  if (::connect(s.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) return !means_no_route(errno);
+  // A route but no IPv4 address to send from (a default route left in an
+  // IPv6-only pod): connect() succeeds from 0.0.0.0; that is no IPv4 either.
+  sockaddr_storage local;
+  socklen_t llen = sizeof local;
+  if (family == AF_INET && ::getsockname(s.get(), reinterpret_cast<sockaddr*>(&local), &llen) == 0)
+    return reinterpret_cast<const sockaddr_in*>(&local)->sin_addr.s_addr != INADDR_ANY;
+  return true;
+}
+
+Result<Endpoint> default_target(const std::optional<Cidr>& source, const RouteCheck& routable) {
+  std::string tried;
+  for (const char* text : {kDefaultValidationTarget, kDefaultValidationTarget6}) {
+    Endpoint candidate = *parse_endpoint("target", text);
+    if (source && source->family != candidate.addr.family) continue;
+    if (routable(candidate, source)) return candidate;
+    tried += (tried.empty() ? "" : " nor to ") + format_endpoint(candidate);
+  }
+  return Error{ErrorKind::Unsupported, "no default target to dial: this namespace has no route to " + tried +
+                                           (source ? " from " + format_addr(*source) : "") + "; give --target"};
+}
+
 Result<std::chrono::milliseconds> parse_duration(const std::string& what, const std::string& text) {
   auto bad = [&](const std::string& why) {
     return Error{ErrorKind::InvalidArgument, what + ": \"" + text + "\" is not a duration (" + why + ")"};
@@ -342,7 +381,13 @@ Result<ValidationReport> validate_capture(const ValidationOptions& opts) {
   const auto start = Clock::now();
   const auto deadline = start + opts.timeout;
   std::vector<Endpoint> targets = opts.targets;
-  if (targets.empty()) targets.push_back(*parse_endpoint("target", kDefaultValidationTarget));
+  std::string why;  // said of a default target that is not the usual one
+  if (targets.empty()) {
+    auto t = default_target(opts.source, has_route);
+    if (!t) return t.error();
+    if (t->addr.family == Family::V6 && !opts.source) why = " (the IPv6 default: no IPv4 route here)";
+    targets.push_back(*t);
+  }
 
   auto listeners = open_listeners(opts);
   if (!listeners) return listeners.error();
@@ -374,12 +419,12 @@ Result<ValidationReport> validate_capture(const ValidationOptions& opts) {
     if (!report.detail.empty()) report.detail += "\n";
     if (last.captured) {
       report.landed_port = last.landed;
-      report.detail += format_endpoint(target) + " was captured: it arrived on port " + std::to_string(last.landed) +
-                       " with SO_ORIGINAL_DST " + format_endpoint(target);
+      report.detail += format_endpoint(target) + why + " was captured: it arrived on port " +
+                       std::to_string(last.landed) + " with SO_ORIGINAL_DST " + format_endpoint(target);
     } else {
       report.captured = false;
       report.wrong_port |= last.wrong_port;
-      report.detail += format_endpoint(target) + ": " + last.problem;
+      report.detail += format_endpoint(target) + why + ": " + last.problem;
     }
   }
   report.elapsed = duration_cast<std::chrono::microseconds>(Clock::now() - start);

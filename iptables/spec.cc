@@ -419,6 +419,11 @@ Status validate(const CaptureSpec& spec) {
   if (spec.tproxy_mark == 0) {
     return spec_error("tproxyMark: 0 cannot be used (an unmarked packet has mark 0)");
   }
+  if (spec.tproxy_mark == 0xffffffff) {
+    // The proxy's lo traffic carries tproxyMark + 1, which would wrap to 0.
+    return spec_error("tproxyMark: 4294967295 cannot be used (weir marks the proxy's lo traffic with "
+                      "tproxyMark + 1, which would be 0)");
+  }
   // 0 is "unspecified"; 253-255 are the kernel's default, main and local tables.
   if (spec.tproxy_route_table == 0 || (spec.tproxy_route_table >= 253 && spec.tproxy_route_table <= 255)) {
     return spec_error("tproxyRouteTable: " + std::to_string(spec.tproxy_route_table) +

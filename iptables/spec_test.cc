@@ -275,6 +275,9 @@ TEST_CASE("validate: tproxy mark and table") {
   check_invalid(s, {"tproxyRouteTable"});
   s.tproxy_route_table = 254;
   check_invalid(s, {"tproxyRouteTable", "main"});
+  CaptureSpec wrap;
+  wrap.tproxy_mark = 0xffffffff;
+  check_invalid(wrap, {"tproxyMark", "4294967295", "+ 1"});
 }
 
 TEST_CASE("list parsers") {

@@ -10,7 +10,12 @@ no capabilities, as a pod's first init container would:
 - rules for the wrong port: exits 42;
 - rules with the outbound and inbound ports swapped: exits 42 (Istio: 126) at
   once, naming where the probe arrived and where it should have;
-- the proxy's port already in use: a clear error, exit 1.
+- the proxy's port already in use: a clear error, exit 1;
+- a dual-stack pod is checked on IPv4 (IPv4-only rules pass);
+- an IPv6-only pod (no IPv4 address or route), where the IPv4 default target
+  cannot be dialled: the default becomes [fdff:ffff:ffff:ffff::fe]:15999, so
+  `weir apply` rules (dual or ipv6) pass, none or IPv4-only ones exit 42
+  within the timeout; with no route in either family, a clear error (exit 1).
 Exit 77 when not root.
 """
 
@@ -26,6 +31,9 @@ import testbed  # noqa: E402
 from testbed import Testbed, require_root  # noqa: E402
 
 WEIR_INIT = os.path.join(testbed.bin_dir(), "weir-init")
+WEIR = os.path.join(testbed.bin_dir(), "weir")
+DEFAULT4 = "198.19.255.254:15999"
+DEFAULT6 = "[fdff:ffff:ffff:ffff::fe]:15999"
 UNPRIVILEGED = ["setpriv", "--reuid=1000", "--regid=1000", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"]
 AS_PROXY = ["setpriv", "--reuid=1337", "--regid=1337", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"]
 
@@ -57,11 +65,97 @@ def in_process_ms(cp):
     return float(m.group(1)) if m else None
 
 
+def weir(tb, pod, args):
+    """`weir ARGS --netns self`, run inside the pod's namespace."""
+    cp = tb.exec(pod, [WEIR] + args + ["--netns", "self"])
+    if cp.returncode != 0:
+        fail(f"weir {' '.join(args)} in {pod.name}: exit {cp.returncode}: {cp.stderr.strip()}")
+    return cp
+
+
+def dual_stack_checks_ipv4(tb, pod):
+    """A dual-stack pod is validated on IPv4: IPv4-only rules (Istio without
+    --dual-stack) are capture in place, not a failure."""
+    C = "dual-stack pod, IPv4-only rules"
+    weir(tb, pod, ["apply", "--ip-families", "ipv4"])
+    cp, _ = run(tb, pod, ["validate", "--timeout", "2s"], as_=UNPRIVILEGED)
+    if expect_rc(C, cp, 0) and DEFAULT4 not in cp.stderr:
+        fail(f"{C}: the IPv4 default was not the target dialed: {cp.stderr!r}")
+    weir(tb, pod, ["clean"])
+
+
+def ipv6_only_cases(tb):
+    """A pod with no IPv4 address or route: connect() to the IPv4 default fails
+    with ENETUNREACH before netfilter sees it, so the IPv6 default is dialed."""
+    pod = tb.add_pod("v6")
+    tb.exec(pod, ["ip", "-4", "addr", "del", f"{pod.ip4}/24", "dev", "eth0"], check=True)
+    tb.exec(pod, ["ip", "-4", "route", "flush", "table", "main"], check=True)
+    left = (tb.exec(pod, ["ip", "-4", "addr", "show", "scope", "global"], check=True).stdout +
+            tb.exec(pod, ["ip", "-4", "route", "show", "table", "main"], check=True).stdout)
+    if left.strip():
+        fail(f"[IPv6-only] the pod still has IPv4 addresses or routes: {left}")
+        return
+
+    C = "IPv6-only pod, no rules"
+    cp, wall = run(tb, pod, ["validate", "--timeout", "1s"], as_=UNPRIVILEGED)
+    if expect_rc(C, cp, 42):
+        if DEFAULT6 not in cp.stderr or "capture missing" not in cp.stderr:
+            fail(f"{C}: wanted capture missing for {DEFAULT6}: {cp.stderr!r}")
+    if wall > 3.0:
+        fail(f"{C}: took {wall:.2f} s with --timeout 1s")
+    print(f"{C}: exit {cp.returncode} after {wall:.2f} s: {cp.stderr.strip()}")
+
+    for families in ("dual", "ipv6"):
+        C = f"IPv6-only pod, weir apply --ip-families {families}"
+        weir(tb, pod, ["apply", "--ip-families", families])
+        cp, wall = run(tb, pod, ["validate", "--timeout", "2s"], as_=UNPRIVILEGED)
+        if expect_rc(C, cp, 0):
+            if DEFAULT6 not in cp.stderr or "no IPv4 route" not in cp.stderr:
+                fail(f"{C}: the success line does not name the IPv6 default and why: {cp.stderr!r}")
+            if wall > 1.0:
+                fail(f"{C}: took {wall:.2f} s, wanted well under 1 s")
+        print(f"{C}: exit {cp.returncode} in {wall * 1000:.1f} ms: {cp.stderr.strip()}")
+        weir(tb, pod, ["clean"])
+
+    C = "IPv6-only pod, IPv4-only rules (the pod's IPv6 is not captured)"
+    weir(tb, pod, ["apply", "--ip-families", "ipv4"])
+    cp, wall = run(tb, pod, ["validate", "--timeout", "1s"], as_=UNPRIVILEGED)
+    expect_rc(C, cp, 42)
+    if wall > 3.0:
+        fail(f"{C}: took {wall:.2f} s with --timeout 1s")
+    cp, _ = run(tb, pod, ["validate", "--timeout", "1s", "--failure-exit-code", "95"], as_=UNPRIVILEGED)
+    expect_rc(C + ", --failure-exit-code 95", cp, 95)
+    weir(tb, pod, ["clean"])
+
+    # Asked for by name, an unroutable IPv4 target is still dialed (and fails), saying why.
+    C = "IPv6-only pod, --target the IPv4 default"
+    weir(tb, pod, ["apply"])
+    cp, wall = run(tb, pod, ["validate", "--timeout", "500ms", "--target", DEFAULT4], as_=UNPRIVILEGED)
+    if expect_rc(C, cp, 42) and "no route to it" not in cp.stderr:
+        fail(f"{C}: the error does not say there is no route: {cp.stderr!r}")
+    if wall > 2.5:
+        fail(f"{C}: took {wall:.2f} s with --timeout 500ms")
+    weir(tb, pod, ["clean"])
+
+    # No route in either family: nothing to dial by default. A clear error, not 42.
+    C = "pod with no IPv4 and no IPv6 route"
+    tb.exec(pod, ["ip", "-6", "route", "flush", "table", "main"], check=True)
+    cp, wall = run(tb, pod, ["validate", "--timeout", "1s"], as_=UNPRIVILEGED)
+    if expect_rc(C, cp, 1):
+        if "no route to" not in cp.stderr or DEFAULT4 not in cp.stderr or DEFAULT6 not in cp.stderr \
+                or "--target" not in cp.stderr:
+            fail(f"{C}: the error does not name both defaults and --target: {cp.stderr!r}")
+    print(f"{C}: exit {cp.returncode} after {wall:.2f} s: {cp.stderr.strip()}")
+    if "WEIR_" in tb.iptables_save(pod, 4) + tb.iptables_save(pod, 6):
+        fail("[IPv6-only] weir clean left rules")
+
+
 def main():
     require_root()
-    if not os.access(WEIR_INIT, os.X_OK):
-        print(f"SKIP: {WEIR_INIT} not built", file=sys.stderr)
-        return 77
+    for binary in (WEIR_INIT, WEIR):
+        if not os.access(binary, os.X_OK):
+            print(f"SKIP: {binary} not built", file=sys.stderr)
+            return 77
     with Testbed(role="initv") as tb:
         pod = tb.add_pod("val")
 
@@ -188,6 +282,9 @@ def main():
         run(tb, pod, ["--cleanup"])
         if "WEIR_" in tb.iptables_save(pod, 4) + tb.iptables_save(pod, 6):
             fail("cleanup left weir rules")
+
+        dual_stack_checks_ipv4(tb, pod)
+        ipv6_only_cases(tb)
     print(f"{len(failures)} failures")
     return 1 if failures else 0
 
