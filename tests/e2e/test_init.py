@@ -121,6 +121,16 @@ def direct(net, case, what, report, port):
 
 # ---------------------------------------------------------------- native
 
+def dry_run_changes_nothing(net, case, args):
+    """A dry run (-n, --simulate) prints the plan and leaves the namespace as it was."""
+    before = net.rules()
+    cp = net.run(args)
+    if "*nat" not in cp.stdout:
+        fail(f"[{case}] no plan printed")
+    if net.rules() != before:
+        fail(f"[{case}] the namespace changed")
+
+
 def native_cases(net):
     pod, peer, far = net.pod, net.peer, net.far
     C = "native default"
@@ -344,13 +354,7 @@ def istio_cases(net):
         fail(f"[{C}] rules landed in the namespace weir-init ran in")
     net.clean()
 
-    C = "istio -n (dry run)"
-    before = net.rules()
-    cp = net.run(ISTIO_INJECTOR + ["-n"])
-    if "*nat" not in cp.stdout:
-        fail(f"[{C}] no plan printed")
-    if net.rules() != before:
-        fail(f"[{C}] the namespace changed")
+    dry_run_changes_nothing(net, "istio -n (dry run)", ISTIO_INJECTOR + ["-n"])
     C = "istio -n with --dual-stack"
     cp = net.run(ISTIO_INJECTOR + ["-n", "--dual-stack"])
     if "# weir: ipv6 rules" not in cp.stdout:
@@ -722,13 +726,7 @@ def linkerd_cases(net):
     captured(net, C, "outbound", net.out(peer.addr(8080)), 4140, peer.addr(8080))
     net.clean()
 
-    C = "linkerd --simulate"
-    before = net.rules()
-    cp = net.run(LINKERD_CHART + ["--simulate"])
-    if "*nat" not in cp.stdout:
-        fail(f"[{C}] no plan printed")
-    if net.rules() != before:
-        fail(f"[{C}] the namespace changed")
+    dry_run_changes_nothing(net, "linkerd --simulate", LINKERD_CHART + ["--simulate"])
     C = "linkerd unsupported flag"
     cp = net.run(LINKERD_CHART + ["--timeout-close-wait-secs", "5"], check_rc=1)
     if "--timeout-close-wait-secs" not in cp.stderr:
