@@ -110,6 +110,17 @@ void return_for_ports(const std::vector<PortRange>& ports, const std::string& wh
   }
 }
 
+// Excluded interfaces: RETURN for packets arriving on (In) or leaving by
+// (Out) each of them.
+enum class Direction { In, Out };
+void return_for_interfaces(const std::vector<std::string>& ifaces, Direction d, std::vector<Rule>& out) {
+  for (const auto& iface : ifaces) {
+    Rule r = ret("excluded interface " + iface);
+    (d == Direction::In ? r.in_iface : r.out_iface) = iface;
+    out.push_back(std::move(r));
+  }
+}
+
 // Rules shared by nat (REDIRECT) and mangle (TPROXY) inbound chains: excluded
 // ports and source CIDRs, then the capture rules jumping to `capture_chain`.
 void inbound_capture_rules(const CaptureSpec& s, Family f, const char* capture_chain,
@@ -143,11 +154,7 @@ Table nat_table(const CaptureSpec& s, Family f) {
 
   // PREROUTING: inbound capture (REDIRECT mode) and kube-virt interfaces.
   std::vector<Rule> inbound;
-  for (const auto& iface : s.exclude_interfaces) {
-    Rule r = ret("excluded interface " + iface);
-    r.in_iface = iface;
-    inbound.push_back(std::move(r));
-  }
+  return_for_interfaces(s.exclude_interfaces, Direction::In, inbound);
   for (const auto& iface : s.kube_virt_interfaces) {
     // Excluded outbound ports sit in WEIR_OUTPUT, which this path skips.
     std::vector<Rule> port_excludes;
@@ -186,11 +193,7 @@ Table nat_table(const CaptureSpec& s, Family f) {
   // istio-iptables puts them: never captured means not as DNS (UDP too when
   // DNS is captured) and not as the proxy's lo traffic treated as inbound.
   std::vector<Rule> output;
-  for (const auto& iface : s.exclude_interfaces) {
-    Rule r = ret("excluded interface " + iface);
-    r.out_iface = iface;
-    output.push_back(std::move(r));
-  }
+  return_for_interfaces(s.exclude_interfaces, Direction::Out, output);
   return_for_ports(s.exclude_outbound_ports, "outbound port", output);
   if (s.dns.capture) return_for_ports(s.exclude_outbound_ports, "outbound UDP port", output, Proto::Udp);
   {
@@ -302,11 +305,7 @@ std::optional<Table> mangle_table(const CaptureSpec& s, Family f) {
   Table t{"mangle", {}};
 
   std::vector<Rule> inbound;
-  for (const auto& iface : s.exclude_interfaces) {
-    Rule r = ret("excluded interface " + iface);
-    r.in_iface = iface;
-    inbound.push_back(std::move(r));
-  }
+  return_for_interfaces(s.exclude_interfaces, Direction::In, inbound);
   if (s.drop_invalid) {
     Rule r = with_target(Rule{}, Verdict{Verdict::Drop});
     r.conntrack = Conntrack{Conntrack::kInvalid, false};

@@ -36,6 +36,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -376,6 +377,25 @@ void write_ready_file(const std::string& path) {
   if (std::rename(tmp.c_str(), path.c_str()) != 0) fail("rename ready file to " + path);
 }
 
+// The listeners are open: say so (ready file), drop to the UID/GID, then
+// answer each connection or datagram with `answer` until the alarm ends it.
+[[noreturn]] void serve_listeners(std::vector<Listener>& ls, const std::string& ready_file,
+                                  std::optional<uint32_t> uid, std::optional<uint32_t> gid,
+                                  const std::function<void(const Listener&)>& answer) {
+  if (!ready_file.empty()) write_ready_file(ready_file);
+  drop_capabilities(uid, gid);
+  std::vector<pollfd> fds;
+  for (auto& l : ls) fds.push_back(pollfd{l.sock.get(), POLLIN, 0});
+  for (;;) {
+    int n = poll(fds.data(), fds.size(), -1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail("poll");
+    for (size_t i = 0; i < fds.size(); ++i) {
+      if (fds[i].revents & POLLIN) answer(ls[i]);
+    }
+  }
+}
+
 int serve(const ServeOptions& o) {
   // A safety limit: a probe a test forgot still goes away.
   alarm(static_cast<unsigned>(o.max_seconds));
@@ -385,23 +405,12 @@ int serve(const ServeOptions& o) {
     if (o.family == "4" || o.family == "both") ls.push_back(open_listener(o, AF_INET, p));
     if (o.family == "6" || o.family == "both") ls.push_back(open_listener(o, AF_INET6, p));
   }
-  if (!o.ready_file.empty()) write_ready_file(o.ready_file);
-  drop_capabilities(o.uid, o.gid);
-
-  std::vector<pollfd> fds;
-  for (auto& l : ls) fds.push_back(pollfd{l.sock.get(), POLLIN, 0});
-  for (;;) {
-    int n = poll(fds.data(), fds.size(), -1);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) fail("poll");
-    for (size_t i = 0; i < fds.size(); ++i) {
-      if (!(fds[i].revents & POLLIN)) continue;
-      if (o.udp)
-        answer_udp(ls[i]);
-      else
-        answer_tcp(ls[i]);
-    }
-  }
+  serve_listeners(ls, o.ready_file, o.uid, o.gid, [&](const Listener& l) {
+    if (o.udp)
+      answer_udp(l);
+    else
+      answer_tcp(l);
+  });
 }
 
 // ---------------------------------------------------------------- connect
@@ -742,22 +751,12 @@ int dns_serve(const DnsServeOptions& o) {
       }
     }
   }
-  if (!o.ready_file.empty()) write_ready_file(o.ready_file);
-  drop_capabilities(o.uid, o.gid);
-  std::vector<pollfd> fds;
-  for (auto& l : ls) fds.push_back(pollfd{l.sock.get(), POLLIN, 0});
-  for (;;) {
-    int n = poll(fds.data(), fds.size(), -1);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) fail("poll");
-    for (size_t i = 0; i < fds.size(); ++i) {
-      if (!(fds[i].revents & POLLIN)) continue;
-      if (ls[i].udp)
-        dns_answer_udp(o, ls[i]);
-      else
-        dns_answer_tcp(o, ls[i]);
-    }
-  }
+  serve_listeners(ls, o.ready_file, o.uid, o.gid, [&](const Listener& l) {
+    if (l.udp)
+      dns_answer_udp(o, l);
+    else
+      dns_answer_tcp(o, l);
+  });
 }
 
 struct DnsQueryOptions {
