@@ -32,12 +32,12 @@
 
 #include <CLI/CLI.hpp>
 
-#include "backend.h"
-#include "netns.h"
-#include "ops.h"
-#include "plan.h"
-#include "render.h"
-#include "spec.h"
+#include "kernel/backend.h"
+#include "kernel/netns.h"
+#include "kernel/ops.h"
+#include "rules/plan.h"
+#include "rules/xtables/render.h"
+#include "rules/spec.h"
 
 extern char** environ;
 

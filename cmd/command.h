@@ -5,8 +5,8 @@
 #include <memory>
 #include <string>
 
-#include "error.h"
-#include "ops.h"
+#include "rules/error.h"
+#include "kernel/ops.h"
 
 namespace CLI {
 class App;

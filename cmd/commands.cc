@@ -8,13 +8,13 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
-#include "capture_flags.h"
-#include "command.h"
-#include "diff.h"
-#include "netns.h"
-#include "ops.h"
-#include "plan.h"
-#include "render.h"
+#include "frontend/capture_flags.h"
+#include "cmd/command.h"
+#include "rules/diff.h"
+#include "kernel/netns.h"
+#include "kernel/ops.h"
+#include "rules/plan.h"
+#include "rules/xtables/render.h"
 
 namespace weir {
 

@@ -6,11 +6,11 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
-#include "capture_flags.h"
-#include "command.h"
-#include "explain.h"
-#include "ops.h"
-#include "plan.h"
+#include "frontend/capture_flags.h"
+#include "cmd/command.h"
+#include "rules/explain.h"
+#include "kernel/ops.h"
+#include "rules/plan.h"
 
 namespace weir {
 namespace {

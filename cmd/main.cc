@@ -12,7 +12,7 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include "command.h"
+#include "cmd/command.h"
 
 namespace {
 

@@ -1,4 +1,4 @@
-#include "annotations.h"
+#include "cni/annotations.h"
 
 #include <algorithm>
 #include <cerrno>

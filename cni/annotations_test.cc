@@ -1,4 +1,4 @@
-#include "annotations.h"
+#include "cni/annotations.h"
 
 #include <doctest/doctest.h>
 

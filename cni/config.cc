@@ -1,4 +1,4 @@
-#include "config.h"
+#include "cni/config.h"
 
 #include <algorithm>
 #include <cstdlib>

@@ -11,8 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "error_codes.h"
-#include "spec.h"
+#include "cni/error_codes.h"
+#include "rules/spec.h"
 
 namespace weir::cni {
 

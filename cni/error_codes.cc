@@ -1,4 +1,4 @@
-#include "error_codes.h"
+#include "cni/error_codes.h"
 
 #include <cerrno>
 

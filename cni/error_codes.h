@@ -6,7 +6,7 @@
 #include <utility>
 #include <variant>
 
-#include "error.h"
+#include "rules/error.h"
 
 namespace weir::cni {
 

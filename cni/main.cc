@@ -17,15 +17,15 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include "annotations.h"
-#include "config.h"
-#include "error_codes.h"
-#include "netns.h"
-#include "ops.h"
-#include "render.h"
-#include "result.h"
-#include "selection.h"
-#include "status.h"
+#include "cni/annotations.h"
+#include "cni/config.h"
+#include "cni/error_codes.h"
+#include "kernel/netns.h"
+#include "kernel/ops.h"
+#include "rules/xtables/render.h"
+#include "cni/result.h"
+#include "cni/selection.h"
+#include "cni/status.h"
 
 namespace weir::cni {
 namespace {

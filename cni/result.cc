@@ -1,6 +1,6 @@
-#include "result.h"
+#include "cni/result.h"
 
-#include "config.h"
+#include "cni/config.h"
 
 namespace weir::cni {
 

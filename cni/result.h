@@ -6,7 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "error_codes.h"
+#include "cni/error_codes.h"
 
 namespace weir::cni {
 

@@ -1,4 +1,4 @@
-#include "result.h"
+#include "cni/result.h"
 
 #include <cerrno>
 

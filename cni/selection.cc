@@ -1,4 +1,4 @@
-#include "selection.h"
+#include "cni/selection.h"
 
 #include <algorithm>
 

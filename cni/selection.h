@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "error.h"
+#include "rules/error.h"
 
 namespace weir::cni {
 

@@ -1,8 +1,8 @@
-#include "status.h"
+#include "cni/status.h"
 
 #include <algorithm>
 
-#include "plan.h"
+#include "rules/plan.h"
 
 namespace weir::cni {
 

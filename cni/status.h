@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "error.h"
-#include "model.h"
-#include "spec.h"
+#include "rules/error.h"
+#include "rules/model.h"
+#include "rules/spec.h"
 
 namespace weir::cni {
 

@@ -10,8 +10,8 @@ extern "C" {
 #include <libiptc/libip6tc.h>
 }
 
-#include "backend.h"
-#include "status.h"
+#include "kernel/backend.h"
+#include "cni/status.h"
 
 namespace weir::cni {
 

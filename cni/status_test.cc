@@ -1,4 +1,4 @@
-#include "status.h"
+#include "cni/status.h"
 
 #include <algorithm>
 

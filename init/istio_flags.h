@@ -9,10 +9,10 @@
 #include <string>
 #include <vector>
 
-#include "error.h"
-#include "model.h"
-#include "spec.h"
-#include "validate.h"
+#include "rules/error.h"
+#include "rules/model.h"
+#include "rules/spec.h"
+#include "init/validate.h"
 
 namespace CLI {
 class App;

@@ -1,4 +1,4 @@
-#include "istio_flags.h"
+#include "init/istio_flags.h"
 
 #include <cstdlib>
 #include <string>

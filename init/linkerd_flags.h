@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "error.h"
-#include "spec.h"
+#include "rules/error.h"
+#include "rules/spec.h"
 
 namespace CLI {
 class App;

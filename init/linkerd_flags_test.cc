@@ -1,4 +1,4 @@
-#include "linkerd_flags.h"
+#include "init/linkerd_flags.h"
 
 #include <string>
 #include <vector>

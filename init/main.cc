@@ -25,15 +25,15 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include "capture_flags.h"
-#include "istio_flags.h"
-#include "linkerd_flags.h"
-#include "netns.h"
-#include "ops.h"
-#include "plan.h"
-#include "render.h"
-#include "routes.h"
-#include "validate.h"
+#include "frontend/capture_flags.h"
+#include "init/istio_flags.h"
+#include "init/linkerd_flags.h"
+#include "kernel/netns.h"
+#include "kernel/ops.h"
+#include "rules/plan.h"
+#include "rules/xtables/render.h"
+#include "kernel/routes.h"
+#include "init/validate.h"
 
 namespace weir {
 namespace {

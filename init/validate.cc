@@ -1,4 +1,4 @@
-#include "validate.h"
+#include "init/validate.h"
 
 #include <arpa/inet.h>
 #include <ifaddrs.h>
@@ -13,7 +13,7 @@
 #include <cstring>
 #include <thread>
 
-#include "netns.h"  // Fd
+#include "kernel/netns.h"  // Fd
 
 namespace weir {
 namespace {

@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "error.h"
-#include "model.h"
+#include "rules/error.h"
+#include "rules/model.h"
 
 namespace weir {
 

@@ -1,4 +1,4 @@
-#include "validate.h"
+#include "init/validate.h"
 
 #include <doctest/doctest.h>
 

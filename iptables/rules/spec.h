@@ -1,0 +1,87 @@
+// CaptureSpec: the one input every front end builds (from flags, a JSON config,
+// CNI config plus pod annotations, or Istio/Linkerd command lines). The JSON
+// names below are the keys of a config file and of the CNI config's "capture"
+// object; keep them stable.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "rules/error.h"
+#include "rules/model.h"
+
+namespace weir {
+
+enum class IpFamilies { V4, V6, Dual };
+enum class InboundMode { Redirect, Tproxy };
+
+struct DnsCapture {
+  bool capture = false;            // "capture": redirect apps' DNS to `port`
+  bool capture_all = true;         // "captureAll": all port-53 traffic, not only `servers`
+  uint16_t port = 15053;           // "port"
+  std::vector<Cidr> servers;       // "servers": nameservers when !capture_all
+  bool operator==(const DnsCapture&) const = default;
+};
+
+struct CaptureSpec {
+  uint16_t outbound_port = 15001;                   // outboundPort
+  uint16_t inbound_port = 15006;                    // inboundPort
+  std::vector<uint32_t> proxy_uids{1337};           // proxyUids
+  std::vector<uint32_t> proxy_gids{1337};           // proxyGids (defaults to the UIDs)
+  // nullopt = "*" (all). An empty list captures nothing in that direction.
+  std::optional<std::vector<PortRange>> inbound_ports;   // inboundPorts
+  std::vector<PortRange> exclude_inbound_ports{{15020, 15020}, {15021, 15021}, {15090, 15090}};  // excludeInboundPorts
+  std::vector<Cidr> exclude_inbound_cidrs;          // excludeInboundCidrs (source addresses)
+  uint16_t inbound_tunnel_port = 15008;             // inboundTunnelPort: never captured inbound; 0 = none
+  std::optional<std::vector<Cidr>> outbound_cidrs;  // outboundCidrs
+  std::vector<Cidr> exclude_outbound_cidrs;         // excludeOutboundCidrs
+  std::optional<std::vector<PortRange>> outbound_ports;  // outboundPorts
+  std::vector<PortRange> exclude_outbound_ports;    // excludeOutboundPorts
+  std::vector<std::string> exclude_interfaces;      // excludeInterfaces
+  std::vector<std::string> kube_virt_interfaces;    // kubeVirtInterfaces
+  IpFamilies ip_families = IpFamilies::Dual;        // ipFamilies: "ipv4" | "ipv6" | "dual"
+  InboundMode mode = InboundMode::Redirect;         // mode: "redirect" | "tproxy"
+  uint32_t tproxy_mark = 1337;                      // tproxyMark
+  uint32_t tproxy_route_table = 133;                // tproxyRouteTable
+  DnsCapture dns;                                   // dns: {capture, captureAll, port, servers}
+  bool drop_invalid = false;                        // dropInvalid
+
+  bool operator==(const CaptureSpec&) const = default;
+};
+
+// Checks every field; the message names the field and the bad value, e.g.
+// "outboundPort: 0 is not a port (1-65535)".
+Status validate(const CaptureSpec& spec);
+
+// Reads a JSON object into `spec`, starting from the values already in it (so
+// a config file can be layered over defaults and flags over the file).
+// Unknown keys and wrong types are errors naming the key. Validates the result
+// unless `check` is Defer: a caller that layers more on top (flags over a
+// config file) validates once, at the end, so the file alone need not be valid.
+enum class MergeCheck { Validate, Defer };
+Status merge_json(CaptureSpec& spec, const nlohmann::json& j, MergeCheck check = MergeCheck::Validate);
+Result<CaptureSpec> spec_from_json(const nlohmann::json& j);
+nlohmann::json to_json(const CaptureSpec& spec);
+
+// List parsers shared by flags, annotations and JSON. `what` names the field in
+// error messages. Items are separated by commas (spaces around them allowed).
+Result<std::vector<PortRange>> parse_port_list(const std::string& what, const std::string& text);
+// "*" gives nullopt (all); anything else a list (empty string = empty list).
+Result<std::optional<std::vector<PortRange>>> parse_port_selector(const std::string& what, const std::string& text);
+Result<std::vector<Cidr>> parse_cidr_list(const std::string& what, const std::string& text);
+Result<std::optional<std::vector<Cidr>>> parse_cidr_selector(const std::string& what, const std::string& text);
+Result<std::vector<uint32_t>> parse_id_list(const std::string& what, const std::string& text);
+Result<std::vector<std::string>> parse_interface_list(const std::string& what, const std::string& text);
+Result<IpFamilies> parse_ip_families(const std::string& text);
+Result<InboundMode> parse_inbound_mode(const std::string& text);
+const char* to_string(IpFamilies f);
+const char* to_string(InboundMode m);
+
+// The families a spec asks for, V4 first.
+std::vector<Family> families(const CaptureSpec& spec);
+
+}  // namespace weir
