@@ -32,7 +32,7 @@
 #include "kernel/ops.h"
 #include "rules/plan.h"
 #include "rules/xtables/render.h"
-#include "kernel/routes.h"
+#include "kernel/links.h"
 #include "init/validate.h"
 
 namespace weir {
@@ -147,7 +147,7 @@ Result<bool> pod_is_ipv6_only(const std::string& netns, bool dry_run) {
     spdlog::warn("--dry-run: cannot enter {} ({}); reading the addresses of the namespace weir-init runs in",
                  netns, s.error().message);
   }
-  auto families = routes::global_address_families();
+  auto families = NetlinkLinks().global_address_families();
   if (!families) return families.error();
   return families->v6 && !families->v4;
 }

@@ -20,13 +20,14 @@
 #include <string>
 #include <vector>
 
-#include "kernel/iptc/backend.h"
 #include "kernel/iptc/codec.h"
+#include "kernel/iptc/filter.h"
+#include "kernel/links.h"
 #include "kernel/netns.h"
 #include "kernel/ops.h"
+#include "kernel/routing.h"
 #include "rules/plan.h"
 #include "rules/xtables/render.h"
-#include "kernel/routes.h"
 
 namespace weir {
 namespace {
@@ -130,7 +131,17 @@ class TestNs {
   std::string name_;
 };
 
-// Runs `fn` inside the namespace (for calling the backend directly).
+// The real kernel side with a libiptc filter of the test's choosing (e.g. one
+// whose Nth commit fails).
+struct RealKernel {
+  explicit RealKernel(IptcOptions o = {}) : filter(o) {}
+  IptcFilter filter;
+  NetlinkRouting routing;
+  NetlinkLinks links;
+  KernelSide side{{&filter}, routing, links};
+};
+
+// Runs `fn` inside the namespace (for calling the filter directly).
 template <typename Fn>
 void inside(const TestNs& ns, Fn fn) {
   auto target = Netns::open(ns.path());
@@ -402,8 +413,14 @@ TEST_CASE("apply: iptables-legacy-save shows exactly the rendered plan, and read
     REQUIRE(rep->plan.rulesets.size() == 2);
     check_save_matches_plan(ns, rep->plan);
     inside(ns, [&] {
-      auto live = make_iptc_backend()->read({Family::V4, Family::V6});
+      auto live = IptcFilter().read_rules({Family::V4, Family::V6});
       REQUIRE_MESSAGE(live.ok(), live.error().message);
+      // The routes are no longer the filter's: read them beside it.
+      for (Family f : {Family::V4, Family::V6}) {
+        auto routes = NetlinkRouting().list(f);
+        REQUIRE(routes.ok());
+        live->routes.insert(live->routes.end(), routes->begin(), routes->end());
+      }
       CHECK(order_like(*live, rep->plan) == rep->plan);
     });
   }
@@ -535,8 +552,8 @@ TEST_CASE("apply: a failure in the second commit leaves the namespace exactly as
     ns.touch_tables();
     std::string before4 = ns.save(Family::V4), before6 = ns.save(Family::V6);
     const std::string lo_before = sh("ip -n " + ns.name() + " -6 addr show dev lo").out;
-    auto backend = make_iptc_backend(IptcOptions{2, 10});
-    auto rep = apply(ns.target(), default_spec(), backend.get());
+    RealKernel backend(IptcOptions{2, 10});
+    auto rep = apply(ns.target(), default_spec(), backend.side);
     REQUIRE_FALSE(rep.ok());
     CHECK(sh("ip -n " + ns.name() + " -6 addr show dev lo").out == lo_before);  // ::6 taken back
     CHECK(rep.error().message.find("failure injected") != std::string::npos);
@@ -550,15 +567,15 @@ TEST_CASE("apply: a failure in the second commit leaves the namespace exactly as
     REQUIRE(apply(ns.target(), default_spec()).ok());
     std::string before4 = ns.save(Family::V4), before6 = ns.save(Family::V6);
     std::string rules = sh("ip -n " + ns.name() + " rule").out;
-    auto backend = make_iptc_backend(IptcOptions{2, 10});
-    auto rep = apply(ns.target(), tproxy_spec(), backend.get());
+    RealKernel backend(IptcOptions{2, 10});
+    auto rep = apply(ns.target(), tproxy_spec(), backend.side);
     REQUIRE_FALSE(rep.ok());
     CHECK(ns.save(Family::V4) == before4);
     CHECK(ns.save(Family::V6) == before6);
     CHECK(sh("ip -n " + ns.name() + " rule").out == rules);
     // And one that fails late (fourth commit: the last table of IPv6).
-    auto late = make_iptc_backend(IptcOptions{4, 10});
-    auto rep2 = apply(ns.target(), tproxy_spec(), late.get());
+    RealKernel late(IptcOptions{4, 10});
+    auto rep2 = apply(ns.target(), tproxy_spec(), late.side);
     REQUIRE_FALSE(rep2.ok());
     CHECK(ns.save(Family::V4) == before4);
     CHECK(ns.save(Family::V6) == before6);
@@ -579,7 +596,7 @@ TEST_CASE("apply: a rule the kernel refuses fails with context and changes nothi
   jump.target = Jump{"WEIR_NOWHERE"};
   bad.rulesets[0].tables.push_back(Table{"mangle", {Chain{"OUTPUT", {jump}}}});
   inside(ns, [&] {
-    Status s = make_iptc_backend()->apply(bad);
+    Status s = IptcFilter().apply_rules(bad, {Family::V4, Family::V6});
     REQUIRE_FALSE(s.ok());
     CHECK(s.error().kind == ErrorKind::Kernel);
     CHECK_MESSAGE(s.error().message.find("commit ipv4 mangle table: ") == 0, s.error().message);
@@ -601,8 +618,8 @@ TEST_CASE("apply: a failed change away from TPROXY keeps the TPROXY rules and ro
   std::string before = snapshot();
   CHECK(before.find("lookup 133") != std::string::npos);
   for (int n : {1, 2, 3}) {
-    auto backend = make_iptc_backend(IptcOptions{n, 10});
-    auto rep = apply(ns.target(), default_spec(), backend.get());
+    RealKernel backend(IptcOptions{n, 10});
+    auto rep = apply(ns.target(), default_spec(), backend.side);
     REQUIRE_FALSE(rep.ok());
     CHECK_MESSAGE(snapshot() == before, "failing commit ", n);
   }
@@ -633,7 +650,7 @@ TEST_CASE("concurrency: writers to one namespace leave exactly one copy") {
           } else {
             auto target = Netns::open(ns.path());
             auto guard = NetnsGuard::enter(*target);
-            Status s = make_iptc_backend()->apply(plan(spec));
+            Status s = IptcFilter().apply_rules(plan(spec), {Family::V4, Family::V6});
             if (!s) {
               std::fprintf(stderr, "writer %d: %s\n", k, s.error().message.c_str());
               ++failures;
@@ -657,7 +674,7 @@ TEST_CASE("concurrency: writers to one namespace leave exactly one copy") {
   CHECK(count_lines(ns.save(), "-A OUTPUT ", "-j WEIR_") == 1);
   CHECK(count_lines(ns.save(), "-A PREROUTING ", "-j WEIR_") == 1);
   inside(ns, [&] {
-    auto live = make_iptc_backend()->read({Family::V4, Family::V6});
+    auto live = IptcFilter().read_rules({Family::V4, Family::V6});
     REQUIRE(live.ok());
     CHECK(order_like(*live, want) == want);
   });
@@ -667,7 +684,7 @@ TEST_CASE("concurrency: writers to one namespace leave exactly one copy") {
   REQUIRE(apply(ns.target(), default_spec()).ok());
   CHECK(count_lines(ns.save(), "-A OUTPUT ", "-j WEIR_") == 1);
   inside(ns, [&] {
-    auto live = make_iptc_backend()->read({Family::V4, Family::V6});
+    auto live = IptcFilter().read_rules({Family::V4, Family::V6});
     REQUIRE(live.ok());
     CHECK(order_like(*live, want) == want);
   });
@@ -686,14 +703,16 @@ TEST_CASE("routes: TPROXY policy routes installed, idempotent, removed") {
   REQUIRE(apply(ns.target(), tproxy_spec()).ok());
   CHECK(count(sh("ip -n " + n + " rule").out, "lookup 133") == 1);
   inside(ns, [&] {
-    auto v4 = routes::list(Family::V4);
+    NetlinkRouting routing;
+    NetlinkLinks links;
+    auto v4 = routing.list(Family::V4);
     REQUIRE(v4.ok());
     CHECK(*v4 == std::vector<PolicyRoute>{PolicyRoute{Family::V4, 1337, 133}});
-    CHECK(routes::install(PolicyRoute{Family::V4, 1337, 133}).ok());
-    auto lo = routes::link_is_up("lo");
+    CHECK(routing.install(PolicyRoute{Family::V4, 1337, 133}).ok());
+    auto lo = links.link_is_up("lo");
     REQUIRE(lo.ok());
     CHECK(*lo);
-    auto eth = routes::link_exists("eth7");
+    auto eth = links.link_exists("eth7");
     REQUIRE(eth.ok());
     CHECK_FALSE(*eth);
   });
@@ -701,7 +720,7 @@ TEST_CASE("routes: TPROXY policy routes installed, idempotent, removed") {
   CHECK(sh("ip -n " + n + " rule").out.find("lookup 133") == std::string::npos);
   CHECK(sh("ip -n " + n + " -6 rule").out.find("lookup 133") == std::string::npos);
   CHECK(sh("ip -n " + n + " route show table 133").out.find("local") == std::string::npos);
-  inside(ns, [&] { CHECK(routes::remove(PolicyRoute{Family::V4, 1337, 133}).ok()); });
+  inside(ns, [&] { CHECK(NetlinkRouting().remove(PolicyRoute{Family::V4, 1337, 133}).ok()); });
 }
 
 TEST_CASE("routes: a look-alike fwmark rule and local route of another tool are not weir's") {
@@ -761,7 +780,7 @@ TEST_CASE("read: a foreign match inside a weir chain reads as unknown") {
   REQUIRE(apply(ns.target(), default_spec()).ok());
   REQUIRE(sh(ns.exec("iptables-legacy -t nat -A WEIR_OUTPUT -m length --length 10 -j RETURN")).code == 0);
   inside(ns, [&] {
-    auto live = make_iptc_backend()->read({Family::V4});
+    auto live = IptcFilter().read_rules({Family::V4});
     REQUIRE(live.ok());
     const Chain* c = live->rulesets.at(0).find("nat")->find("WEIR_OUTPUT");
     REQUIRE(c);
@@ -826,16 +845,17 @@ TEST_CASE("timing: in-process apply of a 15-rule plan (information only)") {
 
   std::vector<double> fresh, again;
   inside(ns, [&] {
-    auto b = make_iptc_backend();
+    IptcFilter b;
+    const std::vector<Family> both{Family::V4, Family::V6};
     for (int i = 0; i < 201; ++i) {
       auto t0 = std::chrono::steady_clock::now();
-      Status s = b->apply(p);
+      Status s = b.apply_rules(p, both);
       auto t1 = std::chrono::steady_clock::now();
       REQUIRE(s.ok());
-      Status s2 = b->apply(p);
+      Status s2 = b.apply_rules(p, both);
       auto t2 = std::chrono::steady_clock::now();
       REQUIRE(s2.ok());
-      REQUIRE(b->remove({Family::V4, Family::V6}).ok());
+      REQUIRE(b.apply_rules(RulePlan{}, both).ok());
       fresh.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
       again.push_back(std::chrono::duration<double, std::milli>(t2 - t1).count());
     }

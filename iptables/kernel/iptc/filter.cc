@@ -1,8 +1,8 @@
-// The libiptc backend. One handle per table, made after the caller entered
+// The libiptc filter. One handle per table, made after the caller entered
 // the target namespace (a handle talks to the namespace current at init), one
 // commit per table. Commits are atomic per table only, so apply reads weir's
 // state first and puts committed tables back when a later commit fails.
-#include "kernel/iptc/backend.h"
+#include "kernel/iptc/filter.h"
 
 // libip6tc.h, unlike libiptc.h, lacks extern "C".
 extern "C" {
@@ -22,7 +22,7 @@ extern "C" {
 
 #include "kernel/iptc/codec.h"
 #include "kernel/netns.h"
-#include "kernel/routes.h"
+#include "rules/xtables/lower.h"
 
 namespace weir {
 namespace {
@@ -188,39 +188,46 @@ bool same_table(const Table* a, const Table* b) {
   return true;
 }
 
-bool has_tproxy(const Ruleset& rs) {
-  for (const Table& t : rs.tables)
-    for (const Chain& c : t.chains)
-      for (const Rule& r : c.rules)
-        if (std::holds_alternative<Tproxy>(r.target)) return true;
-  return false;
+const char* table_name(Stage s) {
+  switch (s) {
+    case Stage::Raw: return "raw";
+    case Stage::Mangle: return "mangle";
+    case Stage::Nat: return "nat";
+  }
+  return "nat";
 }
 
-class IptcBackend : public Backend {
- public:
-  explicit IptcBackend(IptcOptions options) : options_(options) {}
+template <typename T>
+Status open_for_probe(const std::string& table) {
+  HandlePtr h = open_handle<T>(table);
+  if (h) return {};
+  int err = errno;
+  const char* lib = T::family == Family::V4 ? "libiptc" : "libip6tc";
+  return Error{ErrorKind::Unsupported,
+               std::string(lib) + ": open the " + where(T::family, table) + ": " + T::strerror(err), err};
+}
 
-  Status apply(const RulePlan& plan) override { return sync(plan, {Family::V4, Family::V6}, false); }
+RulePlan restrict_rules(RulePlan p, const std::vector<Family>& fams) {
+  auto drop = [&](Family f) { return std::find(fams.begin(), fams.end(), f) == fams.end(); };
+  std::erase_if(p.rulesets, [&](const Ruleset& rs) { return drop(rs.family); });
+  p.routes.clear();  // not the filter's
+  return p;
+}
 
-  Result<RulePlan> read(const std::vector<Family>& families) override {
-    RulePlan out;
-    for (Family f : families) {
-      auto rs = f == Family::V4 ? read_family<V4>(true) : read_family<V6>(true);
-      if (!rs) return rs.error();
-      if (!rs->tables.empty()) out.rulesets.push_back(std::move(*rs));
-      auto routes = routes::list(f);
-      if (!routes) return routes.error().wrap(std::string("read ") + to_string(f) + " policy routes");
-      out.routes.insert(out.routes.end(), routes->begin(), routes->end());
-    }
-    return out;
-  }
+}  // namespace
 
-  Status remove(const std::vector<Family>& families) override { return sync(RulePlan{}, families, true); }
+struct IptcFilter::Impl {
+  explicit Impl(IptcOptions o) : options(o) {}
 
- private:
+  IptcOptions options;
+  int commits = 0;
+  // Handles opened by sync's first read, keyed by family and table; each is
+  // used for that table's first commit attempt and dropped at the end of sync.
+  std::map<std::pair<Family, std::string>, HandlePtr> snapshots;
+
   // Reads weir's tables of one family. `tolerant`: a family the kernel does
   // not have reads as empty instead of failing. `keep`: keep the handles in
-  // snapshots_ so that sync_table can edit and commit them without a second
+  // snapshots so that sync_table can edit and commit them without a second
   // iptc_init (about half the cost of an apply).
   template <typename T>
   Result<Ruleset> read_family(bool tolerant, bool keep = false) {
@@ -238,9 +245,13 @@ class IptcBackend : public Backend {
       }
       Table t = read_table<T>(h.get(), name);
       if (!t.chains.empty()) rs.tables.push_back(std::move(t));
-      if (keep) snapshots_.insert_or_assign({T::family, name}, std::move(h));
+      if (keep) snapshots.insert_or_assign({T::family, name}, std::move(h));
     }
     return rs;
+  }
+
+  Result<Ruleset> read_family_any(Family f, bool tolerant, bool keep) {
+    return f == Family::V4 ? read_family<V4>(tolerant, keep) : read_family<V6>(tolerant, keep);
   }
 
   // Makes weir's part of one table equal to `wanted` (nullptr = none of it),
@@ -250,9 +261,9 @@ class IptcBackend : public Backend {
     const std::string what = where(T::family, name);
     for (int attempt = 0;; ++attempt) {
       HandlePtr h(nullptr, T::free);
-      if (auto it = snapshots_.find({T::family, name}); attempt == 0 && it != snapshots_.end()) {
+      if (auto it = snapshots.find({T::family, name}); attempt == 0 && it != snapshots.end()) {
         h = std::move(it->second);
-        snapshots_.erase(it);
+        snapshots.erase(it);
       } else {
         h = open_handle<T>(name);
       }
@@ -265,8 +276,8 @@ class IptcBackend : public Backend {
       Table live = read_table<T>(h.get(), name);
       if (same_table(&live, wanted)) return {};  // keeps counters, costs no commit
       if (Status s = rebuild<T>(h.get(), live, wanted); !s) return s.error().wrap("change " + what);
-      ++commits_;
-      bool injected = commits_ == options_.fail_commit_number;
+      ++commits;
+      bool injected = commits == options.fail_commit_number;
       if (!injected && T::commit(h.get())) return {};
       int err = injected ? EINVAL : errno;
       // EAGAIN: another writer replaced the table since our read. EINVAL can
@@ -274,7 +285,7 @@ class IptcBackend : public Backend {
       // another writer came between the two the kernel refuses the counters
       // although our rules went in. Either way: read again (the top of the
       // loop returns when the table already is as wanted) and redo, bounded.
-      if (!injected && (err == EAGAIN || err == EINVAL) && attempt + 1 < options_.eagain_retries) continue;
+      if (!injected && (err == EAGAIN || err == EINVAL) && attempt + 1 < options.eagain_retries) continue;
       std::string msg = "commit " + what + ": " + std::strerror(err);
       if (injected) msg += " (failure injected by test)";
       // x_tables says which match or target it refused only in the kernel log.
@@ -343,55 +354,35 @@ class IptcBackend : public Backend {
     return f == Family::V4 ? sync_table<V4>(name, wanted) : sync_table<V6>(name, wanted);
   }
 
-  struct Done {
-    Family family;
-    std::string table;
-  };
-  struct RouteChange {
-    PolicyRoute route;
-    bool installed;  // false: removed
-  };
-
-  // Makes weir's state in `scope` equal to `wanted`: all of it or nothing.
-  // `all_routes`: look for weir's policy routes even where no TPROXY rule of
-  // weir's is (listing routes costs more than the rest of an apply, and weir
-  // installs them only beside its TPROXY rules; clean looks everywhere).
-  Status sync(const RulePlan& wanted, const std::vector<Family>& scope, bool all_routes) {
+  // Makes weir's tables in `scope` equal to `wanted`: all of them or none.
+  // Returns weir's tables of `scope` as they were before.
+  Result<RulePlan> sync(const RulePlan& wanted, const std::vector<Family>& scope) {
     RulePlan old;
     for (Family f : scope) {
       bool required = wanted.find(f) != nullptr;
-      auto rs = f == Family::V4 ? read_family<V4>(!required, true) : read_family<V6>(!required, true);
+      auto rs = read_family_any(f, !required, true);
       if (!rs) {
-        snapshots_.clear();
+        snapshots.clear();
         return rs.error();
       }
-      bool look = all_routes || has_tproxy(*rs) ||
-                  std::any_of(wanted.routes.begin(), wanted.routes.end(), [&](const PolicyRoute& r) { return r.family == f; });
       old.rulesets.push_back(std::move(*rs));
-      if (!look) continue;
-      auto routes = routes::list(f);
-      if (!routes) {
-        snapshots_.clear();
-        return routes.error().wrap(std::string("read ") + to_string(f) + " policy routes");
-      }
-      old.routes.insert(old.routes.end(), routes->begin(), routes->end());
     }
     Status s = sync_from(old, wanted, scope);
-    snapshots_.clear();
-    return s;
+    snapshots.clear();
+    if (!s) return s.error();
+    return old;
   }
 
-  // The changing half of sync, once `old` (weir's state before) is read.
+  // The changing half of sync, once `old` (weir's tables before) is read.
   Status sync_from(const RulePlan& old, const RulePlan& wanted, const std::vector<Family>& scope) {
+    struct Done {
+      Family family;
+      std::string table;
+    };
     std::vector<Done> done;
-    std::vector<RouteChange> route_changes;
     auto rollback = [&](const Error& cause) -> Error {
-      snapshots_.clear();  // put back from fresh handles
+      snapshots.clear();  // put back from fresh handles
       std::string failures;
-      for (auto it = route_changes.rbegin(); it != route_changes.rend(); ++it) {
-        Status s = it->installed ? routes::remove(it->route) : routes::install(it->route);
-        if (!s) failures += "; " + s.error().message;
-      }
       for (auto it = done.rbegin(); it != done.rend(); ++it) {
         const Ruleset* rs = old.find(it->family);
         const Table* t = rs ? rs->find(it->table) : nullptr;
@@ -402,7 +393,6 @@ class IptcBackend : public Backend {
       e.message += " (and putting back the previous rules failed" + failures + ")";
       return e;
     };
-
     for (Family f : scope) {
       const Ruleset* want = wanted.find(f);
       const Ruleset* have = old.find(f);
@@ -418,29 +408,57 @@ class IptcBackend : public Backend {
         done.push_back({f, name});
       }
     }
-
-    auto in_scope = [&](Family f) { return std::find(scope.begin(), scope.end(), f) != scope.end(); };
-    for (const PolicyRoute& r : old.routes) {
-      if (!in_scope(r.family)) continue;
-      if (std::find(wanted.routes.begin(), wanted.routes.end(), r) != wanted.routes.end()) continue;
-      if (Status s = routes::remove(r); !s) return rollback(s.error());
-      route_changes.push_back({r, false});
-    }
-    for (const PolicyRoute& r : wanted.routes) {
-      if (!in_scope(r.family)) continue;
-      if (std::find(old.routes.begin(), old.routes.end(), r) != old.routes.end()) continue;
-      if (Status s = routes::install(r); !s) return rollback(s.error());
-      route_changes.push_back({r, true});
-    }
     return {};
   }
-
-  IptcOptions options_;
-  int commits_ = 0;
-  // Handles opened by sync's first read, keyed by family and table; each is
-  // used for that table's first commit attempt and dropped at the end of sync.
-  std::map<std::pair<Family, std::string>, HandlePtr> snapshots_;
 };
+
+IptcFilter::IptcFilter(IptcOptions options) : impl_(std::make_unique<Impl>(options)) {}
+IptcFilter::~IptcFilter() = default;
+
+Status IptcFilter::probe(const CapturePolicy& policy) {
+  for (const FamilyPolicy& fp : policy.families) {
+    for (const StagePolicy& sp : fp.stages) {
+      const std::string table = table_name(sp.stage);
+      Status s = fp.family == Family::V4 ? open_for_probe<V4>(table) : open_for_probe<V6>(table);
+      if (!s) return s;
+    }
+  }
+  return {};
+}
+
+Status IptcFilter::apply_rules(const RulePlan& wanted, const std::vector<Family>& scope) {
+  auto old = impl_->sync(restrict_rules(wanted, scope), scope);
+  if (!old) return old.error();
+  return {};
+}
+
+Result<CapturePolicy> IptcFilter::apply(const CapturePolicy& policy, const std::vector<Family>& scope) {
+  auto wanted = xtables::lower(policy);
+  if (!wanted) return wanted.error();
+  auto old = impl_->sync(restrict_rules(std::move(*wanted), scope), scope);
+  if (!old) return old.error();
+  return xtables::raise(*old);
+}
+
+Result<RulePlan> IptcFilter::read_rules(const std::vector<Family>& families) {
+  RulePlan out;
+  for (Family f : families) {
+    auto rs = impl_->read_family_any(f, true, false);
+    if (!rs) return rs.error();
+    if (!rs->tables.empty()) out.rulesets.push_back(std::move(*rs));
+  }
+  return out;
+}
+
+Result<CapturePolicy> IptcFilter::read(const std::vector<Family>& families) {
+  auto rules = read_rules(families);
+  if (!rules) return rules.error();
+  return xtables::raise(*rules);
+}
+
+CapturePolicy IptcFilter::canonical(const CapturePolicy& policy) const { return xtables::canonical(policy); }
+
+namespace {
 
 template <typename Item, typename Key>
 std::vector<Item> ordered(const std::vector<Item>& live, const std::vector<Item>& wanted, Key key) {
@@ -461,17 +479,6 @@ std::vector<Item> ordered(const std::vector<Item>& live, const std::vector<Item>
 }
 
 }  // namespace
-
-std::unique_ptr<Backend> make_iptc_backend(const IptcOptions& options) {
-  return std::make_unique<IptcBackend>(options);
-}
-
-std::unique_ptr<Backend> make_iptc_backend() { return make_iptc_backend(IptcOptions{}); }
-
-bool kernel_has_ipv6() {
-  struct stat st {};
-  return ::stat("/proc/thread-self/net/if_inet6", &st) == 0 || ::stat("/proc/sys/net/ipv6", &st) == 0;
-}
 
 RulePlan order_like(const RulePlan& live, const RulePlan& wanted) {
   RulePlan out = live;
