@@ -15,10 +15,14 @@ extern "C" {
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <cstddef>
 #include <cstring>
 #include <map>
 #include <memory>
+#include <random>
 #include <string>
+#include <thread>
 
 #include "kernel/iptc/codec.h"
 #include "kernel/netns.h"
@@ -54,6 +58,7 @@ struct V4 {
   static bool delete_num(const char* c, unsigned n, xtc_handle* h) { return iptc_delete_num_entry(c, n, h) != 0; }
   static bool commit(xtc_handle* h) { return iptc_commit(h) != 0; }
   static const char* strerror(int err) { return iptc_strerror(err); }
+  static const char* get_policy(const char* c, xt_counters* n, xtc_handle* h) { return iptc_get_policy(c, n, h); }
 };
 
 struct V6 {
@@ -80,6 +85,7 @@ struct V6 {
   static bool delete_num(const char* c, unsigned n, xtc_handle* h) { return ip6tc_delete_num_entry(c, n, h) != 0; }
   static bool commit(xtc_handle* h) { return ip6tc_commit(h) != 0; }
   static const char* strerror(int err) { return ip6tc_strerror(err); }
+  static const char* get_policy(const char* c, xt_counters* n, xtc_handle* h) { return ip6tc_get_policy(c, n, h); }
 };
 
 // Chain names go to libiptc as char[32]-typed parameters: copy them into a
@@ -175,6 +181,66 @@ Table read_table(xtc_handle* h, const std::string& name) {
   return table;
 }
 
+// An entry's bytes without what differs between two reads of one rule: the
+// counters, comefrom, and the bytes after the NUL of each match's and the
+// target's name (the kernel copies the name only up to its NUL, so the rest
+// is whatever libiptc's buffer held).
+template <typename Entry>
+std::string normalized_entry(const Entry* e) {
+  std::string bytes(reinterpret_cast<const char*>(e), e->next_offset);
+  std::memset(bytes.data() + offsetof(Entry, counters), 0, sizeof(e->counters));
+  std::memset(bytes.data() + offsetof(Entry, comefrom), 0, sizeof(e->comefrom));
+  auto clean_name = [&](size_t at) {
+    // xt_entry_match and xt_entry_target: u16 size, then the name.
+    const size_t name = at + offsetof(xt_entry_match, u.user.name);
+    const size_t len = sizeof(xt_entry_match::u.user.name);
+    if (name + len > bytes.size()) return;
+    const size_t nul = bytes.find('\0', name);
+    if (nul != std::string::npos && nul < name + len) std::memset(bytes.data() + nul, 0, name + len - nul);
+  };
+  size_t at = sizeof(Entry);
+  while (at + sizeof(xt_entry_match) <= e->target_offset) {
+    uint16_t size = 0;
+    std::memcpy(&size, bytes.data() + at, sizeof size);
+    if (size < sizeof(xt_entry_match)) break;
+    clean_name(at);
+    at += size;
+  }
+  clean_name(e->target_offset);
+  return bytes;
+}
+
+// Everything in the table behind `h` that is not weir's, as bytes: the
+// names of the other chains, the built-in chains' policies, and every rule
+// of other tools (its entry with counters zeroed, and its target's name).
+// Equal for two handles when no other tool changed the table in between.
+template <typename T>
+std::string foreign_fingerprint(xtc_handle* h) {
+  std::vector<std::string> chains;
+  for (const char* c = T::first_chain(h); c; c = T::next_chain(h)) chains.emplace_back(c);
+  std::string out;
+  for (const std::string& chain : chains) {
+    if (weir_chain(chain)) continue;
+    out += chain;
+    out.push_back('\0');
+    Label label(chain);
+    const bool builtin = T::builtin(label.get(), h);
+    if (builtin) {
+      xt_counters n{};
+      if (const char* policy = T::get_policy(label.get(), &n, h)) out += policy;
+      out.push_back('\0');
+    }
+    for (const auto* e = T::first_rule(label.get(), h); e; e = T::next_rule(e, h)) {
+      const char* target = T::get_target(e, h);
+      if (builtin && target && weir_chain(target)) continue;  // weir's jump
+      out += normalized_entry<typename T::Entry>(e);
+      if (target) out += target;
+      out.push_back('\0');
+    }
+  }
+  return out;
+}
+
 // Tables compare equal ignoring counters; an absent table equals an empty one.
 bool same_table(const Table* a, const Table* b) {
   static const Table empty;
@@ -221,6 +287,7 @@ struct IptcFilter::Impl {
 
   IptcOptions options;
   int commits = 0;
+  int foreign_changes = 0;  // commits started over because another tool changed the table
   // Handles opened by sync's first read, keyed by family and table; each is
   // used for that table's first commit attempt and dropped at the end of sync.
   std::map<std::pair<Family, std::string>, HandlePtr> snapshots;
@@ -259,7 +326,12 @@ struct IptcFilter::Impl {
   template <typename T>
   Status sync_table(const std::string& name, const Table* wanted) {
     const std::string what = where(T::family, name);
-    for (int attempt = 0;; ++attempt) {
+    // Bounded: a few retries after EAGAIN; for another tool's changes, as
+    // long as it keeps changing the table, up to options.foreign_change_ms.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(options.foreign_change_ms);
+    std::minstd_rand jitter(static_cast<unsigned>(std::chrono::steady_clock::now().time_since_epoch().count()));
+    int refused = 0;
+    for (int attempt = 0; attempt < 100000; ++attempt) {
       HandlePtr h(nullptr, T::free);
       if (auto it = snapshots.find({T::family, name}); attempt == 0 && it != snapshots.end()) {
         h = std::move(it->second);
@@ -275,7 +347,28 @@ struct IptcFilter::Impl {
       }
       Table live = read_table<T>(h.get(), name);
       if (same_table(&live, wanted)) return {};  // keeps counters, costs no commit
+      // A commit replaces the whole table with the handle's copy, and the
+      // kernel checks only the rule count: a change another tool made since
+      // the handle was read (iptables -R) would be undone. So look again
+      // right before committing, and start over from a fresh read when
+      // anything outside weir's chains changed. What remains is the time
+      // between that look and the commit itself (tens of microseconds).
+      const std::string foreign = foreign_fingerprint<T>(h.get());
       if (Status s = rebuild<T>(h.get(), live, wanted); !s) return s.error().wrap("change " + what);
+      if (HandlePtr now = open_handle<T>(name); now && foreign_fingerprint<T>(now.get()) != foreign) {
+        ++foreign_changes;
+        if (std::chrono::steady_clock::now() < deadline) {
+          // Out of step with the other writer for a moment: the next read
+          // is less likely to meet it mid-change again.
+          std::this_thread::sleep_for(std::chrono::microseconds(jitter() % 500));
+          continue;
+        }
+        return Error{ErrorKind::Kernel,
+                     "commit " + what + ": another tool kept changing the table for " +
+                         std::to_string(options.foreign_change_ms) +
+                         " ms; not committed, so as not to undo its change",
+                     EAGAIN};
+      }
       ++commits;
       bool injected = commits == options.fail_commit_number;
       if (!injected && T::commit(h.get())) return {};
@@ -285,7 +378,7 @@ struct IptcFilter::Impl {
       // another writer came between the two the kernel refuses the counters
       // although our rules went in. Either way: read again (the top of the
       // loop returns when the table already is as wanted) and redo, bounded.
-      if (!injected && (err == EAGAIN || err == EINVAL) && attempt + 1 < options.eagain_retries) continue;
+      if (!injected && (err == EAGAIN || err == EINVAL) && ++refused < options.eagain_retries) continue;
       std::string msg = "commit " + what + ": " + std::strerror(err);
       if (injected) msg += " (failure injected by test)";
       // x_tables says which match or target it refused only in the kernel log.
@@ -293,6 +386,7 @@ struct IptcFilter::Impl {
       else if (err == ENOENT) msg += " (a match or target module is missing from the kernel)";
       return Error{ErrorKind::Kernel, msg, err};
     }
+    return Error{ErrorKind::Internal, "commit " + what + ": gave up after 100000 attempts", EAGAIN};
   }
 
   // The edits on one handle: drop weir's jumps from built-in chains, empty

@@ -21,6 +21,12 @@ struct IptcOptions {
   // (another writer changed the table between our read and our commit, or
   // between the commit's replace and its counter update).
   int eagain_retries = 10;
+  // A commit replaces the whole table, so weir looks at the table again
+  // right before committing and starts over when another tool changed
+  // anything outside weir's chains since weir read it (else the commit
+  // would undo that change). This long at most, while the other tool keeps
+  // changing it; then the apply fails with EAGAIN.
+  int foreign_change_ms = 2000;
 };
 
 class IptcFilter final : public PacketFilter {
