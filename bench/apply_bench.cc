@@ -35,7 +35,6 @@
 #include "kernel/iptc/filter.h"
 #include "kernel/netns.h"
 #include "kernel/ops.h"
-#include "rules/xtables/lower.h"
 #include "rules/plan.h"
 #include "rules/xtables/render.h"
 #include "rules/spec.h"
@@ -235,7 +234,7 @@ int main(int argc, char** argv) {
       auto lock = weir::NetnsLock::acquire(*ns, 10000);
       t_lock.push_back(ms_since(t0));
       t0 = Clock::now();
-      const weir::CapturePolicy p = weir::xtables::raise(weir::plan(spec));
+      const weir::CapturePolicy p = weir::capture_policy(spec);
       t_plan.push_back(ms_since(t0));
       weir::IptcFilter filter;
       const std::vector<weir::Family> both{weir::Family::V4, weir::Family::V6};

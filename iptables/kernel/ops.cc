@@ -69,13 +69,6 @@ Result<PacketFilter*> choose_filter(const KernelSide& kernel) {
 
 bool contains(const std::vector<Family>& fams, Family f) { return std::find(fams.begin(), fams.end(), f) != fams.end(); }
 
-// Keeps only the given families of a plan.
-RulePlan restrict_to(RulePlan p, const std::vector<Family>& fams) {
-  std::erase_if(p.rulesets, [&](const Ruleset& rs) { return !contains(fams, rs.family); });
-  std::erase_if(p.routes, [&](const PolicyRoute& r) { return !contains(fams, r.family); });
-  return p;
-}
-
 // The families to work on, called inside the namespace. A spec asking for
 // IPv6 in a namespace without IPv6 gets IPv4 only, with a warning (no IPv6
 // traffic can bypass a proxy where there is no IPv6).
@@ -244,9 +237,10 @@ Result<ApplyReport> apply(const NetnsTarget& t, const CaptureSpec& spec, KernelS
   ApplyReport report;
   auto fams = usable_families(spec, t.netns_path, kernel.links, &report.warnings);
   if (!fams) return fams.error();
-  report.plan = restrict_to(plan(spec), *fams);
-  // Until the planner returns the policy, the plan is raised to it here.
-  const CapturePolicy wanted = xtables::raise(report.plan);
+  const CapturePolicy wanted = restrict_to(capture_policy(spec), *fams);
+  auto rules = xtables::lower(wanted);  // what the report shows (plan() does the same)
+  if (!rules) return rules.error();
+  report.plan = std::move(*rules);
   Transaction tx{kernel, **filter, all_families(kernel.links), false, &report.warnings, t.netns_path};
   if (Status s = tx.run(wanted, true); !s) return s.error().wrap("apply in netns " + t.netns_path);
   link_warnings(spec, t.netns_path, kernel.links, report.warnings);
@@ -262,7 +256,9 @@ Result<CheckReport> check(const NetnsTarget& t, const CaptureSpec& spec, KernelS
   auto fams = usable_families(spec, t.netns_path, kernel.links, nullptr);
   if (!fams) return fams.error();
   CheckReport report;
-  report.wanted = restrict_to(plan(spec), *fams);
+  auto wanted = xtables::lower(restrict_to(capture_policy(spec), *fams));
+  if (!wanted) return wanted.error();
+  report.wanted = std::move(*wanted);
   // Every family, not only the spec's: weir rules of a family the spec no
   // longer wants are drift too (apply would remove them).
   auto live = read_live(kernel, **filter, all_families(kernel.links));
