@@ -80,7 +80,7 @@ Status check_on_nsfs(int probe, const struct stat& st, const std::string& path) 
   struct statfs sfs {};
   if (::fstatfs(probe, &sfs) != 0) return open_failure("statfs " + path, errno);
   if (sfs.f_type != static_cast<decltype(sfs.f_type)>(NSFS_MAGIC))
-    return Error{ErrorKind::InvalidArgument, path + " is not a network namespace (a file not on nsfs)", 0};
+    return Error{ErrorKind::InvalidArgument, path + " is not a network namespace", 0};
   return {};
 }
 
