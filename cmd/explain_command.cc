@@ -93,23 +93,24 @@ class ExplainCommand : public Command {
     Result<Packet> packet = make_packet(*query);
     if (!packet) return packet.error();
 
-    RulePlan rules;
+    // The planned policy at the granularity the libiptc filter reads back, so
+    // the rule numbers are those of the live rules.
+    CapturePolicy rules;
     std::string source;
     if (spec) {
-      rules = plan(*spec);
+      rules = xtables::canonical(capture_policy(*spec));
       source = "planned from the capture flags";
     } else {
       Result<NetnsTarget> t = netns_.target();
       if (!t) return t.error();
       Result<RulePlan> live = show(*t);
       if (!live) return live.error();
-      rules = std::move(*live);
+      rules = xtables::raise(*live);  // bridge until show() returns a CapturePolicy
       source = "live rules of " + t->netns_path;
     }
     // A family without rules is an answer, not an error: "why does my IPv6
     // traffic bypass the proxy?" -- because weir installed no IPv6 rules.
-    // Bridge until plan() and show() return a CapturePolicy.
-    const Explanation e = explain(xtables::raise(rules), *packet);
+    const Explanation e = explain(rules, *packet);
     if (output_.json()) {
       nlohmann::json j = to_json(e);
       j["rules"] = source;

@@ -143,7 +143,7 @@ Result<CheckReport> check(const NetnsTarget& t, const CaptureSpec& spec, Backend
   auto live = backend->read(all_families());
   if (!live) return live.error().wrap("read netns " + t.netns_path);
   report.live = order_like(*live, report.wanted);
-  // Bridge until the planner and the filter speak CapturePolicy: diff compares policies.
+  // Bridge until ops runs a PacketFilter (a CapturePolicy read back): diff compares policies.
   report.diff = diff(xtables::raise(report.wanted), xtables::raise(report.live));
   return report;
 }

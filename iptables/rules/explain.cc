@@ -256,9 +256,10 @@ std::optional<std::string> mismatch(const Match& r, const View& v) {
   }
 
   if (!r.unknown.empty()) {
+    // xtables::raise keeps the names of the matches weir does not decode.
     std::string names;
     for (const auto& n : r.unknown) names += (names.empty() ? "" : ", ") + n;
-    return "cannot evaluate " + names + "; treated as not matching";
+    return "cannot evaluate -m " + names + "; treated as not matching";
   }
   return std::nullopt;
 }

@@ -79,8 +79,8 @@ StagePolicy stage(Stage s, std::string base, std::vector<PolicyChain> regular) {
 }
 
 // The planner's policy at xtables granularity, as the libiptc filter reads it
-// back (bridge: plan() still returns the xtables RulePlan).
-CapturePolicy planned(const CaptureSpec& s) { return xtables::raise(plan(s)); }
+// back: what weir explain walks.
+CapturePolicy planned(const CaptureSpec& s) { return xtables::canonical(capture_policy(s)); }
 
 }  // namespace
 
@@ -486,7 +486,7 @@ TEST_CASE("make_packet fills in the defaults, in one place") {
 
 TEST_CASE("rule_matches: unknown matches cannot be evaluated") {
   Step r = rule(Verdict{});
-  r.match.unknown = {"-m socket"};
+  r.match.unknown = {"socket"};
   CHECK_FALSE(matches(r.match, outbound("198.18.0.2", "198.18.1.1", 80)));
   const auto plan = plan_of(Family::V4, {stage(Stage::Nat, "OUTPUT", {chain("WEIR_OUTPUT", {r})})});
   const auto e = explain(plan, outbound("198.18.0.2", "198.18.1.1", 80));

@@ -80,10 +80,10 @@ TEST_CASE("fill_reason: placeholders become the whole set") {
         "outbound to 10.0.0.0/8,192.168.0.0/16,198.18.0.1/32 port 80,8000-8100 from !198.18.0.0/15 (sport !53) is not "
         "captured");
 
-  // Every occurrence; a placeholder of an absent set, and other braces, stay.
-  s = ret("{dport} and {dport}; {dst} {other}");
+  // Every occurrence; other braces stay.
+  s = ret("{dport} and {dport}; {other}");
   s.match.dport = PortSet{{{15008, 15008}}, false};
-  CHECK(fill_reason(s) == "15008 and 15008; {dst} {other}");
+  CHECK(fill_reason(s) == "15008 and 15008; {other}");
   CHECK(fill_reason(ret("plain words")) == "plain words");
   CHECK(fill_reason(ret("")).empty());
 
