@@ -199,6 +199,36 @@ TEST_CASE("diff: sets compare as wholes; stages line up by stage") {
   CHECK(d.lines[0].live.find("2000") != std::string::npos);
 }
 
+TEST_CASE("diff: a missing chain or family prints every rule its steps lower to") {
+  Step ports = kReturn;
+  ports.match.proto = Proto::Tcp;
+  ports.match.dport = PortSet{};
+  for (uint16_t p = 1; p <= 17; ++p) ports.match.dport->ports.push_back({p, p});
+  ports.reason = "outbound port {dport} is not captured";
+  Step cidrs = kReturn;
+  cidrs.match.dst = CidrSet{{ip("10.0.0.0/8"), ip("192.168.0.0/16")}, false};
+  CapturePolicy want = small_policy();
+  want.families[0].stages[0].chains.push_back(regular("WEIR_EXCLUDES", {ports, cidrs}));
+  const PlanDiff d = diff(want, small_policy());
+  REQUIRE(d.lines.size() == 1);
+  CHECK(d.lines[0].where == "ipv4 nat chain WEIR_EXCLUDES");
+  CHECK(d.lines[0].wanted ==
+        ":WEIR_EXCLUDES - [0:0]\n"
+        "-A WEIR_EXCLUDES -p tcp -m multiport --dports 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15 -m comment --comment "
+        "\"outbound port 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15 is not captured\" -j RETURN\n"
+        "-A WEIR_EXCLUDES -p tcp -m multiport --dports 16,17 -m comment --comment \"outbound port 16,17 is not "
+        "captured\" -j RETURN\n"
+        "-A WEIR_EXCLUDES -d 10.0.0.0/8 -j RETURN\n"
+        "-A WEIR_EXCLUDES -d 192.168.0.0/16 -j RETURN");
+
+  const PlanDiff fam = diff(CapturePolicy{{FamilyPolicy{Family::V6, {StagePolicy{Stage::Nat, {regular("WEIR_X", {ports})}}}}}, {}},
+                            CapturePolicy{});
+  REQUIRE(fam.lines.size() == 1);
+  CHECK(fam.lines[0].where == "ipv6 rules");
+  CHECK(fam.lines[0].wanted.find("\n-A WEIR_X -p tcp -m multiport --dports 16,17 ") != std::string::npos);
+  CHECK(fam.lines[0].wanted.rfind("*nat\n:WEIR_X - [0:0]\n-A WEIR_X ", 0) == 0);
+}
+
 TEST_CASE("diff: the text is the PolicyText's, so another backend prints its own form") {
   PolicyText nft;
   nft.step = [](const std::string& chain, const Step& s, Family) {

@@ -84,7 +84,7 @@ CapturePolicy planned(const CaptureSpec& s) { return xtables::canonical(capture_
 
 }  // namespace
 
-TEST_CASE("rule_matches: addresses, with negation and families") {
+TEST_CASE("matches: addresses, with negation and families") {
   const Packet p = outbound("198.18.0.2", "198.18.1.1", 80);
   Step r = rule(Verdict{});
   r.match.dst = net("198.18.1.0/24");
@@ -105,7 +105,7 @@ TEST_CASE("rule_matches: addresses, with negation and families") {
   CHECK(matches(r.match, p));
 }
 
-TEST_CASE("rule_matches: interfaces, '+' wildcard, negation and defaults") {
+TEST_CASE("matches: interfaces, '+' wildcard, negation and defaults") {
   Packet in = inbound("198.18.1.1", "198.18.0.2", 8080, "veth12");
   Step r = rule(Verdict{});
   r.match.in = IfaceMatch{"veth12"};
@@ -138,7 +138,7 @@ TEST_CASE("rule_matches: interfaces, '+' wildcard, negation and defaults") {
   CHECK(matches(r.match, outbound("198.18.0.2", "198.18.1.1", 80)));
 }
 
-TEST_CASE("rule_matches: protocol and ports") {
+TEST_CASE("matches: protocol and ports") {
   Packet p = outbound("198.18.0.2", "198.18.1.1", 8080);
   Step r = rule(Verdict{});
   r.match.proto = Proto::Udp;
@@ -174,7 +174,7 @@ TEST_CASE("rule_matches: protocol and ports") {
   CHECK_FALSE(matches(r.match, p));
 }
 
-TEST_CASE("rule_matches: multiport lists with ranges and negation") {
+TEST_CASE("matches: multiport lists with ranges and negation") {
   Step r = tcp(Verdict{});
   r.match.dport = PortSet{{{53, 53}, {15008, 15008}, {9000, 9100}}, false};
   CHECK(matches(r.match, outbound("198.18.0.2", "198.18.1.1", 53)));
@@ -186,7 +186,7 @@ TEST_CASE("rule_matches: multiport lists with ranges and negation") {
   CHECK(matches(r.match, outbound("198.18.0.2", "198.18.1.1", 80)));
 }
 
-TEST_CASE("rule_matches: owner, including packets without a socket") {
+TEST_CASE("matches: owner, including packets without a socket") {
   Step r = rule(Verdict{});
   r.match.owner = Owner{Owner::Kind::Uid, 1337, false};
   CHECK(matches(r.match, outbound("198.18.0.2", "198.18.1.1", 80, 1337)));
@@ -215,7 +215,7 @@ TEST_CASE("rule_matches: owner, including packets without a socket") {
   CHECK_FALSE(matches(r.match, in));
 }
 
-TEST_CASE("rule_matches: conntrack state, mark and connmark") {
+TEST_CASE("matches: conntrack state, mark and connmark") {
   Packet p = inbound("198.18.1.1", "198.18.0.2", 8080);
   Step r = rule(Verdict{});
   r.match.conntrack = Conntrack{Conntrack::kRelated | Conntrack::kEstablished, false};
@@ -484,7 +484,7 @@ TEST_CASE("make_packet fills in the defaults, in one place") {
   CHECK(mixed.error().message == "source 198.18.0.1 and destination fd00::1 are of different families");
 }
 
-TEST_CASE("rule_matches: unknown matches cannot be evaluated") {
+TEST_CASE("matches: unknown matches cannot be evaluated") {
   Step r = rule(Verdict{});
   r.match.unknown = {"socket"};
   CHECK_FALSE(matches(r.match, outbound("198.18.0.2", "198.18.1.1", 80)));
