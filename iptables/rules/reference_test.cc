@@ -123,7 +123,7 @@ void compare(const std::string& golden, const CaptureSpec& spec) {
   v4.ip_families = IpFamilies::V4;
   RulePlan ours = plan(v4);
 
-  // Bridge until plan() returns a CapturePolicy: explain walks policies.
+  // explain walks policies: both rulesets raised from their xtables form.
   const CapturePolicy ours_policy = xtables::raise(ours), reference_policy = xtables::raise(reference);
   int compared = 0;
   for (const Packet& p : flow_grid()) {
