@@ -210,20 +210,18 @@ struct Transaction {
   }
 };
 
-// weir's live state in xtables form: the filter's rules and the routes.
-Result<RulePlan> read_live(KernelSide& kernel, PacketFilter& filter, const std::vector<Family>& fams) {
+// weir's live state: the filter's rules and the policy routes.
+Result<CapturePolicy> read_live(KernelSide& kernel, PacketFilter& filter, const std::vector<Family>& fams) {
   auto live = filter.read(fams);
   if (!live) return live.error();
-  auto rules = xtables::lower(*live);
-  if (!rules) return rules.error().wrap(std::string("read back the ") + filter.name() + " rules");
-  std::erase_if(rules->rulesets, [](const Ruleset& rs) { return rs.tables.empty(); });
-  rules->routes.clear();
+  std::erase_if(live->families, [](const FamilyPolicy& fp) { return fp.stages.empty(); });
+  live->routes.clear();  // not the filter's
   for (Family f : fams) {
     auto routes = kernel.routing.list(f);
     if (!routes) return routes.error().wrap(std::string("read ") + to_string(f) + " policy routes");
-    rules->routes.insert(rules->routes.end(), routes->begin(), routes->end());
+    live->routes.insert(live->routes.end(), routes->begin(), routes->end());
   }
-  return std::move(*rules);
+  return live;
 }
 
 }  // namespace
@@ -256,9 +254,8 @@ Result<CheckReport> check(const NetnsTarget& t, const CaptureSpec& spec, KernelS
   auto fams = usable_families(spec, t.netns_path, kernel.links, nullptr);
   if (!fams) return fams.error();
   CheckReport report;
-  auto wanted = xtables::lower(restrict_to(capture_policy(spec), *fams));
-  if (!wanted) return wanted.error();
-  report.wanted = std::move(*wanted);
+  // At the filter's granularity, as it reads its rules back.
+  report.wanted = (*filter)->canonical(restrict_to(capture_policy(spec), *fams));
   // Every family, not only the spec's: weir rules of a family the spec no
   // longer wants are drift too (apply would remove them).
   auto live = read_live(kernel, **filter, all_families(kernel.links));
@@ -285,7 +282,10 @@ Result<RulePlan> show(const NetnsTarget& t, KernelSide& kernel) {
   if (!filter) return filter.error();
   auto live = read_live(kernel, **filter, all_families(kernel.links));
   if (!live) return live.error().wrap("read netns " + t.netns_path);
-  return std::move(*live);
+  // In xtables form until the front ends print policies.
+  auto rules = xtables::lower(*live);
+  if (!rules) return rules.error().wrap(std::string("read back the ") + (*filter)->name() + " rules in " + t.netns_path);
+  return std::move(*rules);
 }
 
 Result<ApplyReport> apply(const NetnsTarget& t, const CaptureSpec& spec) {

@@ -53,7 +53,9 @@ Result<ApplyReport> apply(const NetnsTarget& t, const CaptureSpec& spec, KernelS
 Result<ApplyReport> apply(const NetnsTarget& t, const CaptureSpec& spec);  // the real kernel
 
 struct CheckReport {
-  RulePlan wanted, live;
+  // What the spec asks for, at the filter's granularity (its canonical()),
+  // and what was read (the filter's rules and the policy routes).
+  CapturePolicy wanted, live;
   PlanDiff diff;  // empty when the live rules are the plan
 };
 Result<CheckReport> check(const NetnsTarget& t, const CaptureSpec& spec, KernelSide& kernel);
