@@ -148,7 +148,7 @@ struct Transaction {
         if (added.error().sys_errno != EACCES) return added.error();
         if (warnings)
           warnings->push_back("IPv6 is disabled in netns " + where +
-                              " (disable_ipv6 sysctl): ::6 not added to lo; IPv6 rules installed, IPv4 captured as usual");
+                              " (disable_ipv6 sysctl): the IPv6 rules are installed, ::6 is not added to lo");
       } else {
         added_pt = *added;
       }
