@@ -6,6 +6,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "rules/spec_fields.h"
+
 namespace weir {
 namespace {
 
@@ -32,21 +34,11 @@ std::string flag(const char* shorts, const char* name) {
   return std::string("-") + shorts + "/--" + name;
 }
 
-Result<uint16_t> port_flag(const std::string& what, const std::string& text) {
-  auto r = parse_port_range(trim(text));
-  if (!r) return r.error().wrap(what);
-  if (r->first != r->last) return Error{ErrorKind::InvalidSpec, what + ": " + text + " is a range, not a port"};
-  return r->first;
-}
+// The spec's grammar (rules/spec_fields.h): Istio's port and number flags
+// read as every other input does.
+Result<uint16_t> port_flag(const std::string& what, const std::string& text) { return parse_port_text(what, text); }
 
-Result<uint32_t> u32_flag(const std::string& what, const std::string& text) {
-  std::string t = trim(text);
-  if (t.empty() || t.size() > 10 || !std::all_of(t.begin(), t.end(), ::isdigit))
-    return Error{ErrorKind::InvalidSpec, what + ": \"" + text + "\" is not a number"};
-  unsigned long long v = std::stoull(t);
-  if (v > 0xffffffffULL) return Error{ErrorKind::InvalidSpec, what + ": " + t + " is too large"};
-  return static_cast<uint32_t>(v);
-}
+Result<uint32_t> u32_flag(const std::string& what, const std::string& text) { return parse_u32_text(what, text); }
 
 void drop_v6(std::vector<Cidr>& cidrs) {
   std::erase_if(cidrs, [](const Cidr& c) { return c.family == Family::V6; });
@@ -113,8 +105,7 @@ void bind_istio_flags(CLI::App& app, IstioFlags& f) {
   app.add_flag("--log_as_json", f.log_as_json, "log JSON lines")->envname("LOG_AS_JSON");
   app.add_flag("--force-apply", f.force_apply, "accepted: weir always reconciles, so this changes nothing")
       ->envname("FORCE_APPLY");
-  app.add_flag("--native-nftables", f.native_nftables,
-               "accepted, changes nothing: weir programs legacy xtables through libiptc")
+  app.add_flag("--native-nftables", f.native_nftables, "the nftables backend (spec field backend: nftables)")
       ->envname("NATIVE_NFTABLES");
 }
 
@@ -244,6 +235,8 @@ Result<IstioCommand> istio_command(const IstioFlags& f, const NameserverSource& 
   s.kube_virt_interfaces = *virt_if;
 
   s.drop_invalid = f.drop_invalid;
+  // Istio's native nftables mode (1.27): weir's nftables backend.
+  if (f.native_nftables) s.backend = FilterBackend::Nftables;
   s.dns.capture = f.redirect_dns;
   s.dns.capture_all = f.capture_all_dns;
   if (f.redirect_dns && !f.capture_all_dns) {
