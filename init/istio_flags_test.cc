@@ -311,4 +311,20 @@ TEST_CASE("istio: the validation dials what capture must take, as the caller") {
   CHECK(format_endpoint(on_port->validation.targets[0]) == "198.19.255.254:443");
 }
 
+
+TEST_CASE("istio: --native-nftables selects the nftables backend; hex marks as everywhere") {
+  auto n = istio({"--native-nftables", "-n"});
+  REQUIRE(n.ok());
+  CHECK(n->spec.backend == FilterBackend::Nftables);
+  auto plain = istio({"-n"});
+  REQUIRE(plain.ok());
+  CHECK(plain->spec.backend == FilterBackend::Auto);
+  auto hex = istio({"-m", "TPROXY", "-t", "0x539", "-n"});
+  REQUIRE(hex.ok());
+  CHECK(hex->spec.tproxy_mark == 0x539);
+  auto frac = istio({"-p", "15001.5", "-n"});
+  REQUIRE_FALSE(frac.ok());
+  CHECK(frac.error().message.find("not a whole number") != std::string::npos);
+}
+
 }  // namespace weir

@@ -28,8 +28,18 @@ std::string lower(std::string s) {
 
 // Prefixes `what` unless the parser's message already starts with it.
 Error named(const Error& e, const std::string& what) {
-  if (e.message.rfind(what + ":", 0) == 0) return e;
+  if (e.message.rfind(what + ":", 0) == 0 || e.message.rfind(what + "[", 0) == 0) return e;
   return e.wrap(what);
+}
+
+// The parsers of names (parse_ip_families, ...) start their message with the
+// JSON key; an input names itself instead.
+template <typename T>
+Result<T> renamed(Result<T> r, const std::string& what) {
+  if (r) return r;
+  const std::string& m = r.error().message;
+  const auto colon = m.find(": ");
+  return Error{r.error().kind, what + ": " + (colon == std::string::npos ? m : m.substr(colon + 2))};
 }
 
 // ---- JSON readers: each names the key in its errors. ----
@@ -197,12 +207,6 @@ struct Codec {
   json (*json_out)(const T& value);
 };
 
-template <typename T>
-Result<T> named_parse(Result<T> r, const std::string& what) {
-  if (!r) return named(r.error(), what);
-  return r;
-}
-
 const Codec<uint16_t> kPort{
     parse_port_text,
     [](const std::string& w, const json& v) { return json_port(w, v, false); },
@@ -271,10 +275,10 @@ const Codec<std::vector<std::string>> kInterfaces{
 // field itself, e.g. "ipFamilies: ..."), printed by to_string.
 template <typename T, Result<T> (*Parse)(const std::string&)>
 const Codec<T> kNamed{
-    [](const std::string& w, const std::string& t) { return named_parse(Parse(t), w); },
+    [](const std::string& w, const std::string& t) { return renamed(Parse(t), w); },
     [](const std::string& w, const json& v) -> Result<T> {
       if (!v.is_string()) return spec_error(type_error(w, "a string", v));
-      return named_parse(Parse(v.get<std::string>()), w);
+      return renamed(Parse(v.get<std::string>()), w);
     },
     [](const T& value) { return json(to_string(value)); },
 };
