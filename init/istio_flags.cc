@@ -110,6 +110,31 @@ void bind_istio_flags(CLI::App& app, IstioFlags& f) {
 }
 
 Status apply_istio_env_fallbacks(const CLI::App& app, IstioFlags& f) {
+  // Settings Istio reads only from the environment. Each narrows or moves
+  // what is captured; weir's spec has no field for them, so a value other
+  // than Istio's default is refused by name rather than silently ignored.
+  struct EnvOnly {
+    const char* env;
+    std::vector<std::string> defaults;  // values that mean what weir does anyway
+    const char* meaning;
+  };
+  const EnvOnly env_only[] = {
+      {"ISTIO_OUTBOUND_OWNER_GROUPS", {"*"}, "capture outbound traffic only of processes in these groups"},
+      {"ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE", {}, "leave outbound traffic of processes in these groups uncaptured"},
+      {"ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR", {"127.0.0.1/32", "127.0.0.1"},
+       "the loopback range treated as the pod's own"},
+  };
+  for (const auto& e : env_only) {
+    const char* v = std::getenv(e.env);
+    if (v == nullptr) continue;
+    const std::string value = trim(v);
+    if (value.empty() || std::find(e.defaults.begin(), e.defaults.end(), value) != e.defaults.end()) continue;
+    return Error{ErrorKind::Unsupported,
+                 std::string(e.env) + "=\"" + clip(value) + "\" (" + e.meaning +
+                     ") is not supported by weir: its capture spec cannot say it, and ignoring it would capture "
+                     "other traffic than Istio would; unset it (Istio's default is " +
+                     (e.defaults.empty() ? std::string("empty") : "\"" + e.defaults.front() + "\"") + ")"};
+  }
   struct Fallback {
     const char* option;
     const char* env;
@@ -242,7 +267,14 @@ Result<IstioCommand> istio_command(const IstioFlags& f, const NameserverSource& 
   if (f.redirect_dns && !f.capture_all_dns) {
     auto servers = nameservers();
     if (!servers) return servers.error().wrap("--redirect-dns without --capture-all-dns");
-    s.dns.servers = *servers;
+    if (servers->empty()) {
+      // Istio finds no nameserver to capture and installs everything else.
+      s.dns.capture = false;
+      cmd.warnings.push_back("--redirect-dns without --capture-all-dns: resolv.conf has no nameserver line, so "
+                             "DNS is not captured (as Istio does); everything else is installed");
+    } else {
+      s.dns.servers = *servers;
+    }
   }
   // Istio installs IPv6 rules with --dual-stack or when the pod's own
   // address is IPv6 (an IPv6-only pod).

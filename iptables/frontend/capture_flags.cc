@@ -230,6 +230,14 @@ Result<uint32_t> parse_u32_value(const std::string& what, const std::string& tex
 }
 
 Result<std::vector<Cidr>> read_resolv_conf(const std::string& path) {
+  Result<std::vector<Cidr>> servers = read_nameservers(path);
+  if (servers && servers->empty()) {
+    return Error{ErrorKind::InvalidSpec, path + ": no nameserver line, so no DNS server to capture"};
+  }
+  return servers;
+}
+
+Result<std::vector<Cidr>> read_nameservers(const std::string& path) {
   Result<std::string> text = read_small_file(path, kMaxResolvConfBytes);
   if (!text) return text.error().wrap("read resolv.conf");
   std::istringstream in(*text);
@@ -243,9 +251,6 @@ Result<std::vector<Cidr>> read_resolv_conf(const std::string& path) {
     Result<Cidr> c = parse_cidr(addr);
     if (!c) return c.error().wrap(path + " line " + std::to_string(lineno));
     if (std::find(servers.begin(), servers.end(), *c) == servers.end()) servers.push_back(*c);
-  }
-  if (servers.empty()) {
-    return Error{ErrorKind::InvalidSpec, path + ": no nameserver line, so no DNS server to capture"};
   }
   return servers;
 }

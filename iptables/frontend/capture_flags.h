@@ -113,6 +113,9 @@ Result<uint32_t> parse_u32_value(const std::string& what, const std::string& tex
 // zone such as "%eth0" is dropped). Io error when the file cannot be read,
 // InvalidSpec when it names no nameserver or a malformed one.
 Result<std::vector<Cidr>> read_resolv_conf(const std::string& path);
+// The same, but a file without a nameserver line gives an empty list (for
+// Istio's dialect, which then turns DNS capture off with a warning).
+Result<std::vector<Cidr>> read_nameservers(const std::string& path);
 
 // The whole of a regular file of at most `max_bytes`. Io errors, each naming
 // `path`: it does not exist or cannot be opened (errno's text), it is a
