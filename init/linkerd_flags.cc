@@ -134,9 +134,9 @@ Result<LinkerdCommand> linkerd_command(const LinkerdFlags& f) {
     if (f.iptables_mode == "legacy")
       cmd.notes.push_back("--iptables-mode=legacy: backend iptables; " + always);
     else
-      cmd.warnings.push_back("--iptables-mode=" + f.iptables_mode + " changes nothing in this build (it sets backend " +
-                             to_string(s.backend) + ", which no backend selection reads yet): " + always +
-                             ", so the rules are in the legacy tables (iptables-legacy-save), not in nftables");
+      cmd.warnings.push_back("--iptables-mode=" + f.iptables_mode + " changes nothing: " + always +
+                             ", so the rules are in the legacy tables (iptables-legacy-save), not in nftables "
+                             "(it sets backend " + to_string(s.backend) + ", which this build does not use yet)");
   }
   if (f.use_wait_flag)
     cmd.notes.push_back("-w/--use-wait-flag changes nothing: weir never takes the node-wide xtables lock; it "
