@@ -149,11 +149,9 @@ Status apply_istio_env_fallbacks(const CLI::App& app, IstioFlags& f) {
     if (app.count(fb.option) > 0) continue;
     const char* v = std::getenv(fb.env);
     if (v == nullptr || *v == '\0') continue;
-    std::string s = v;
-    std::transform(s.begin(), s.end(), s.begin(), ::tolower);
-    if (s == "true" || s == "1") *fb.into = true;
-    else if (s == "false" || s == "0") *fb.into = false;
-    else return Error{ErrorKind::InvalidSpec, std::string(fb.env) + ": \"" + v + "\" is not true or false"};
+    Result<bool> on = parse_bool_text(fb.env, v);  // the spec's booleans: true/false/1/0, any case
+    if (!on) return on.error();
+    *fb.into = *on;
   }
   return {};
 }
