@@ -300,12 +300,20 @@ class BatchBuilder {
       : s_(s), p_(wanted), refused_rule_(refused_rule) {}
 
   // `with_end`: false for a probe (the kernel validates and aborts).
-  Messages build(bool with_end) {
+  // `table_exists`: what the caller just read. A table that exists is deleted
+  // first, in the same batch. One that does not is only created, with EXCL so
+  // that a table someone made in between fails the batch instead of being
+  // merged into: deleting costs the closing of the socket an RCU grace period
+  // (see NFTABLES.md), and the fresh pod namespace, the common case, has
+  // nothing to delete.
+  Messages build(bool with_end, bool table_exists) {
     put([&](char* at) { return nftnl_batch_begin(at, s_.next_seq()); });
-    table(NFT_MSG_NEWTABLE, NLM_F_CREATE);
-    table(NFT_MSG_DELTABLE, 0);
-    if (!p_.families.empty()) {
+    if (table_exists) {
       table(NFT_MSG_NEWTABLE, NLM_F_CREATE);
+      table(NFT_MSG_DELTABLE, 0);
+    }
+    if (!p_.families.empty()) {
+      table(NFT_MSG_NEWTABLE, NLM_F_CREATE | NLM_F_EXCL);
       chains();
       rules();
     }
@@ -1164,7 +1172,8 @@ class NftFilter : public PacketFilter {
       return e;
     }
     // The whole ruleset, checked and validated by the kernel, then aborted.
-    return send_batch(*s, wanted.families.empty() ? probe_policy() : wanted, false, "probe nf_tables with weir's ruleset");
+    return send_batch(*s, wanted.families.empty() ? probe_policy() : wanted, exists, false,
+                      "probe nf_tables with weir's ruleset");
   }
 
   Result<CapturePolicy> apply(const CapturePolicy& policy, const std::vector<Family>& scope) override {
@@ -1185,7 +1194,8 @@ class NftFilter : public PacketFilter {
     const CapturePolicy previous = only(live, scope);
     if (live_table->exists ? live.families == wanted.families && !wanted.families.empty() : wanted.families.empty())
       return previous;  // already so: write nothing
-    if (Status st = send_batch(*s, wanted, true, "commit table inet weir"); !st.ok()) return st.error();
+    if (Status st = send_batch(*s, wanted, live_table->exists, true, "commit table inet weir"); !st.ok())
+      return st.error();
     return previous;
   }
 
@@ -1216,9 +1226,9 @@ class NftFilter : public PacketFilter {
     return p;
   }
 
-  Status send_batch(Socket& s, const CapturePolicy& wanted, bool commit, const std::string& what) {
+  Status send_batch(Socket& s, const CapturePolicy& wanted, bool table_exists, bool commit, const std::string& what) {
     BatchBuilder b(s, wanted, options_.refused_rule);
-    const Messages m = b.build(commit);
+    const Messages m = b.build(commit, table_exists);
     if (Status st = send_all(s, m, what); !st.ok()) return st;
     auto answers = pending_answers(s, what);
     if (!answers) return answers.error();
