@@ -105,23 +105,29 @@ class Socket {
   uint32_t seq_ = 1;
 };
 
-// Messages laid end to end, as one batch (or one request) is sent.
+// Messages laid end to end, as one batch (or one request) is sent. The
+// buffer is not zero-filled (libnftnl writes every byte of a message) and
+// grows by doubling: zeroing 64 KiB per message cost more than the batch.
 class Messages {
  public:
   // Room for one message at the end; finish() commits what was built there.
   char* room(size_t bytes = 1 << 16) {
-    buf_.resize(used_ + bytes);
-    return buf_.data() + used_;
+    if (used_ + bytes > cap_) {
+      size_t cap = std::max(cap_ * 2, used_ + bytes);
+      std::unique_ptr<char[]> grown(new char[cap]);
+      if (used_) std::memcpy(grown.get(), buf_.get(), used_);
+      buf_ = std::move(grown);
+      cap_ = cap;
+    }
+    return buf_.get() + used_;
   }
-  void finish(const nlmsghdr* nlh) {
-    used_ += NLMSG_ALIGN(nlh->nlmsg_len);
-    buf_.resize(used_);
-  }
-  const char* data() const { return buf_.data(); }
+  void finish(const nlmsghdr* nlh) { used_ += NLMSG_ALIGN(nlh->nlmsg_len); }
+  const char* data() const { return buf_.get(); }
   size_t size() const { return used_; }
 
  private:
-  std::vector<char> buf_;
+  std::unique_ptr<char[]> buf_;
+  size_t cap_ = 0;
   size_t used_ = 0;
 };
 
@@ -144,14 +150,14 @@ Status send_all(Socket& s, const Messages& m, const std::string& what) {
 // Reads every answer already queued on the socket, without waiting.
 Result<Answers> pending_answers(Socket& s, const std::string& what) {
   Answers a;
-  std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE);
+  alignas(nlmsghdr) char buf[16384];
   for (;;) {
-    ssize_t n = recv(mnl_socket_get_fd(s.get()), buf.data(), buf.size(), MSG_DONTWAIT);
+    ssize_t n = recv(mnl_socket_get_fd(s.get()), buf, sizeof buf, MSG_DONTWAIT);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
     if (n < 0) return system_error(ErrorKind::Kernel, what + ": read the answer", errno);
     int len = static_cast<int>(n);
-    for (auto* nlh = reinterpret_cast<const nlmsghdr*>(buf.data()); mnl_nlmsg_ok(nlh, len);
+    for (auto* nlh = reinterpret_cast<const nlmsghdr*>(buf); mnl_nlmsg_ok(nlh, len);
          nlh = mnl_nlmsg_next(nlh, &len)) {
       if (nlh->nlmsg_type != NLMSG_ERROR) continue;
       const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
@@ -166,18 +172,18 @@ Result<Answers> pending_answers(Socket& s, const std::string& what) {
 template <typename On>
 Status request(Socket& s, uint16_t type, uint16_t flags, const std::string& what,
                void (*payload)(nlmsghdr*, const void*), const void* arg, On on, bool* interrupted_out = nullptr) {
-  std::vector<char> req(MNL_SOCKET_BUFFER_SIZE);
+  alignas(nlmsghdr) char req[4096];  // a get or dump request: a header and a name or two
   const uint32_t seq = s.next_seq();
-  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(req.data(), type, NFPROTO_INET, flags | NLM_F_ACK, seq);
+  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(req, type, NFPROTO_INET, flags | NLM_F_ACK, seq);
   payload(nlh, arg);
   if (mnl_socket_sendto(s.get(), nlh, nlh->nlmsg_len) < 0) return system_error(ErrorKind::Kernel, what, errno);
-  std::vector<char> buf(32768);  // libmnl's MNL_SOCKET_DUMP_SIZE, not in 1.0.4
+  alignas(nlmsghdr) char buf[32768];  // libmnl's MNL_SOCKET_DUMP_SIZE, not in 1.0.4
   bool interrupted = false;
   for (;;) {
-    ssize_t n = mnl_socket_recvfrom(s.get(), buf.data(), buf.size());
+    ssize_t n = mnl_socket_recvfrom(s.get(), buf, sizeof buf);
     if (n < 0) return system_error(ErrorKind::Kernel, what, errno);
     int len = static_cast<int>(n);
-    for (auto* m = reinterpret_cast<const nlmsghdr*>(buf.data()); mnl_nlmsg_ok(m, len); m = mnl_nlmsg_next(m, &len)) {
+    for (auto* m = reinterpret_cast<const nlmsghdr*>(buf); mnl_nlmsg_ok(m, len); m = mnl_nlmsg_next(m, &len)) {
       if (m->nlmsg_seq != seq || m->nlmsg_pid != s.portid()) continue;
       if (m->nlmsg_flags & NLM_F_DUMP_INTR) interrupted = true;
       if (m->nlmsg_type == NLMSG_DONE) {
