@@ -32,7 +32,6 @@
 #include "kernel/netns.h"
 #include "kernel/nft/filter.h"
 #include "rules/nft/ruleset.h"
-#include "rules/nft/test_support.h"
 #include "rules/plan.h"
 
 namespace {
@@ -122,10 +121,10 @@ int main(int argc, char** argv) {
 
   const weir::CaptureSpec spec;  // default: both families, REDIRECT
   const weir::RulePlan plan = weir::plan(spec);
-  const weir::CapturePolicy policy = weir::nft::testing::policy_for(spec);
+  const weir::CapturePolicy policy = weir::capture_policy(spec);
   weir::CaptureSpec changed_spec = spec;
   changed_spec.outbound_port = 15011;
-  const weir::CapturePolicy changed = weir::nft::testing::policy_for(changed_spec);
+  const weir::CapturePolicy changed = weir::capture_policy(changed_spec);
   const std::string prefix = "wt-nft-" + std::to_string(getpid()) + "-b";
   const std::string file = "/tmp/" + prefix + ".nft", create_only = "/tmp/" + prefix + "-create.nft",
                     warm = "/tmp/" + prefix + "-warm.nft";

@@ -21,7 +21,7 @@
 
 #include "kernel/netns.h"
 #include "rules/nft/ruleset.h"
-#include "rules/nft/test_support.h"
+#include "rules/plan.h"
 
 namespace weir {
 namespace {
@@ -249,7 +249,7 @@ TEST_CASE("nft filter: apply installs one inet table that reads back as the poli
   auto filter = make_nft_filter();
   for (const CaptureSpec& spec : spec_matrix()) {
     TestNs ns;
-    const CapturePolicy p = nft::testing::policy_for(spec);
+    const CapturePolicy p = capture_policy(spec);
     {
       auto g = ns.enter();
       auto prev = filter->apply(p, kBoth);
@@ -294,7 +294,7 @@ TEST_CASE("nft filter: the text weir plan prints is what nft -c accepts") {
   REQUIRE_ROOT();
   TestNs ns;
   std::vector<CapturePolicy> policies;
-  for (const CaptureSpec& spec : spec_matrix()) policies.push_back(nft::testing::policy_for(spec));
+  for (const CaptureSpec& spec : spec_matrix()) policies.push_back(capture_policy(spec));
   policies.push_back(set_policy());
   int n = 0;
   for (const CapturePolicy& p : policies) {
@@ -318,7 +318,7 @@ TEST_CASE("nft filter: applying the same policy twice writes nothing; a change r
   auto filter = make_nft_filter();
   TestNs ns;
   CaptureSpec spec;
-  const CapturePolicy p = nft::testing::policy_for(spec);
+  const CapturePolicy p = capture_policy(spec);
   auto g = ns.enter();
   REQUIRE(filter->apply(p, kBoth).ok());
   const std::string once = ns.table();  // with handles: a rewrite would change them
@@ -327,7 +327,7 @@ TEST_CASE("nft filter: applying the same policy twice writes nothing; a change r
   CHECK_SAME(*again, filter->canonical(p));
   CHECK(ns.table() == once);
   spec.mode = InboundMode::Tproxy;
-  const CapturePolicy tp = nft::testing::policy_for(spec);
+  const CapturePolicy tp = capture_policy(spec);
   auto prev = filter->apply(tp, kBoth);
   REQUIRE(prev.ok());
   CHECK_SAME(*prev, filter->canonical(p));
@@ -337,11 +337,11 @@ TEST_CASE("nft filter: applying the same policy twice writes nothing; a change r
   CaptureSpec v4 = spec;
   v4.ip_families = IpFamilies::V4;
   v4.mode = InboundMode::Redirect;
-  REQUIRE(filter->apply(nft::testing::policy_for(v4), {Family::V4}).ok());
+  REQUIRE(filter->apply(capture_policy(v4), {Family::V4}).ok());
   auto live = filter->read(kBoth);
   REQUIRE(live.ok());
   REQUIRE(live->families.size() == 2);
-  CHECK(live->families[0] == filter->canonical(nft::testing::policy_for(v4)).families[0]);
+  CHECK(live->families[0] == filter->canonical(capture_policy(v4)).families[0]);
   CHECK(live->families[1] == filter->canonical(tp).families[1]);
   // Clean: the empty policy removes the table; again is a no-op.
   REQUIRE(filter->apply(CapturePolicy{}, kBoth).ok());
@@ -372,7 +372,7 @@ TEST_CASE("nft filter: a foreign inet table and a foreign legacy rule are byte-i
   };
   {
     auto g = ns.enter();
-    REQUIRE(filter->apply(nft::testing::policy_for(CaptureSpec{}), kBoth).ok());
+    REQUIRE(filter->apply(capture_policy(CaptureSpec{}), kBoth).ok());
   }
   CHECK(sh(ns.exec("nft -a list table inet foreign")).out == foreign);
   CHECK(strip(sh(ns.exec("iptables-legacy-save -t nat")).out) == strip(legacy));
@@ -380,7 +380,7 @@ TEST_CASE("nft filter: a foreign inet table and a foreign legacy rule are byte-i
     auto g = ns.enter();
     auto live = filter->read(kBoth);
     REQUIRE(live.ok());
-    CHECK_SAME(*live, filter->canonical(nft::testing::policy_for(CaptureSpec{})));
+    CHECK_SAME(*live, filter->canonical(capture_policy(CaptureSpec{})));
     REQUIRE(filter->apply(CapturePolicy{}, kBoth).ok());
   }
   CHECK(sh(ns.exec("nft -a list table inet foreign")).out == foreign);
@@ -395,22 +395,22 @@ TEST_CASE("nft filter: a batch the kernel refuses leaves the namespace as it was
   TestNs ns;
   auto g = ns.enter();
   // Nothing before.
-  auto r = refused->apply(nft::testing::policy_for(CaptureSpec{}), kBoth);
+  auto r = refused->apply(capture_policy(CaptureSpec{}), kBoth);
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().message.find("refused rule") != std::string::npos);
   CHECK(ns.ruleset().empty());
   // weir's table before.
-  REQUIRE(good->apply(nft::testing::policy_for(CaptureSpec{}), kBoth).ok());
+  REQUIRE(good->apply(capture_policy(CaptureSpec{}), kBoth).ok());
   const std::string before = ns.table();
   CaptureSpec tp;
   tp.mode = InboundMode::Tproxy;
   tp.dns.capture = true;
-  r = refused->apply(nft::testing::policy_for(tp), kBoth);
+  r = refused->apply(capture_policy(tp), kBoth);
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().kind == ErrorKind::Kernel);
   CHECK(ns.table() == before);
   // And the probe says so without changing anything.
-  Status pr = refused->probe(nft::testing::policy_for(tp));
+  Status pr = refused->probe(capture_policy(tp));
   CHECK_FALSE(pr.ok());
   CHECK(ns.table() == before);
 }
@@ -421,13 +421,13 @@ TEST_CASE("nft filter: probe accepts every spec and commits nothing") {
   TestNs ns;
   auto g = ns.enter();
   for (const CaptureSpec& spec : spec_matrix()) {
-    Status st = filter->probe(nft::testing::policy_for(spec));
+    Status st = filter->probe(capture_policy(spec));
     CHECK_MESSAGE(st.ok(), (st.ok() ? "" : st.error().message));
   }
   CHECK(filter->probe(CapturePolicy{}).ok());
   CHECK(ns.ruleset().empty());
   // A policy nft cannot say is refused before the kernel is asked.
-  CapturePolicy bad = nft::testing::policy_for(CaptureSpec{});
+  CapturePolicy bad = capture_policy(CaptureSpec{});
   bad.families[0].stages[0].chains[0].steps[0].match.unknown.push_back("-m statistic");
   CHECK(filter->probe(bad).error().kind == ErrorKind::InvalidSpec);
 }
@@ -436,7 +436,7 @@ TEST_CASE("nft filter: a rule someone added to weir's table reads as unknown, an
   REQUIRE_ROOT();
   auto filter = make_nft_filter();
   TestNs ns;
-  const CapturePolicy p = nft::testing::policy_for(CaptureSpec{});
+  const CapturePolicy p = capture_policy(CaptureSpec{});
   auto g = ns.enter();
   REQUIRE(filter->apply(p, kBoth).ok());
   REQUIRE(sh(ns.exec("nft insert rule inet weir ip_nat_WEIR_OUTPUT ip ttl 5 meta random 3 accept")).code == 0);
@@ -457,7 +457,7 @@ TEST_CASE("nft filter: counters count real packets") {
   REQUIRE_ROOT();
   auto filter = make_nft_filter();
   TestNs ns;
-  const CapturePolicy p = nft::testing::policy_for(CaptureSpec{});
+  const CapturePolicy p = capture_policy(CaptureSpec{});
   auto g = ns.enter();
   REQUIRE(filter->apply(p, kBoth).ok());
   sh(ns.exec("sh -c 'echo x > /dev/tcp/127.0.0.1/9' 2>/dev/null; true"));

@@ -17,7 +17,6 @@
 #include "kernel/netns.h"
 #include "kernel/nft/filter.h"
 #include "kernel/routes.h"
-#include "rules/nft/test_support.h"
 #include "rules/plan.h"
 
 using namespace weir;
@@ -58,7 +57,7 @@ int main(int argc, char** argv) {
   auto guard = NetnsGuard::enter(*ns);
   if (!guard) return fail(guard.error().message);
 
-  const CapturePolicy policy = nft::testing::policy_for(spec);
+  const CapturePolicy policy = capture_policy(spec);
   auto filter = make_nft_filter();
   if (clean) {
     if (auto r = filter->apply(CapturePolicy{}, {Family::V4, Family::V6}); !r) return fail(r.error().message);

@@ -64,26 +64,6 @@ std::vector<Span> to_spans(const std::vector<KeyRange>& ranges, size_t n) {
   return out;
 }
 
-// Look-ups (policy.h declares members for these; rules/policy.cc is not on
-// main yet, so the nft layer keeps its own).
-const FamilyPolicy* find_family(const CapturePolicy& p, Family f) {
-  for (const auto& fp : p.families)
-    if (fp.family == f) return &fp;
-  return nullptr;
-}
-const StagePolicy* find_stage(const FamilyPolicy* fp, Stage s) {
-  if (fp)
-    for (const auto& sp : fp->stages)
-      if (sp.stage == s) return &sp;
-  return nullptr;
-}
-const PolicyChain* find_chain(const StagePolicy* sp, const std::string& name) {
-  if (sp)
-    for (const auto& c : sp->chains)
-      if (c.name == name) return &c;
-  return nullptr;
-}
-
 size_t addr_bytes(Family f) { return f == Family::V4 ? 4 : 16; }
 
 std::string hex(uint32_t v) {
@@ -99,33 +79,6 @@ std::string join(const std::vector<std::string>& parts, const char* sep) {
     s += p;
   }
   return s;
-}
-
-std::string ports_list(const std::vector<PortRange>& ports) {
-  std::vector<std::string> parts;
-  for (const auto& p : ports) parts.push_back(format_port_range(p));
-  return join(parts, ",");
-}
-
-std::string cidrs_list(const std::vector<Cidr>& cidrs) {
-  std::vector<std::string> parts;
-  for (const auto& c : cidrs) parts.push_back(format_cidr(c));
-  return join(parts, ",");
-}
-
-// fill_reason of policy.h, kept here until rules/policy.cc lands.
-std::string filled_reason(const Step& s) {
-  std::string out = s.reason;
-  auto fill = [&out](const std::string& key, const std::string& value) {
-    for (size_t at = out.find(key); at != std::string::npos; at = out.find(key, at + value.size()))
-      out.replace(at, key.size(), value);
-  };
-  const Match& m = s.match;
-  if (m.src) fill("{src}", (m.src->negated ? "!" : "") + cidrs_list(m.src->cidrs));
-  if (m.dst) fill("{dst}", (m.dst->negated ? "!" : "") + cidrs_list(m.dst->cidrs));
-  if (m.sport) fill("{sport}", (m.sport->negated ? "!" : "") + ports_list(m.sport->ports));
-  if (m.dport) fill("{dport}", (m.dport->negated ? "!" : "") + ports_list(m.dport->ports));
-  return out;
 }
 
 std::string cidr_text(const Cidr& c) {
@@ -362,7 +315,7 @@ std::optional<ChainRef> parse_chain_name(const std::string& name) {
 
 std::string comment_text(const Step& s) {
   std::string out;
-  for (char c : filled_reason(s)) out += (c == '"' ? '\'' : (c < 0x20 || c > 0x7e) ? ' ' : c);
+  for (char c : fill_reason(s)) out += (c == '"' ? '\'' : (c < 0x20 || c > 0x7e) ? ' ' : c);
   if (out.size() > kCommentMax) out = out.substr(0, kCommentMax - 3) + "...";
   return out;
 }
@@ -389,7 +342,9 @@ Status check(const CapturePolicy& policy) {
                (m.sport && m.sport->ports.empty()) || (m.dport && m.dport->ports.empty()))
         fail("an empty set");
       else if (const auto* j = std::get_if<Jump>(&s.action)) {
-        const PolicyChain* target = find_chain(find_stage(find_family(policy, f), stage), j->chain);
+        const FamilyPolicy* fp = policy.find(f);
+        const StagePolicy* sp = fp ? fp->find(stage) : nullptr;
+        const PolicyChain* target = sp ? sp->find(j->chain) : nullptr;
         if (!target || target->hook) fail("jumps to " + j->chain + ", which is not a regular chain of the stage");
       }
       auto wrong_family = [&](const std::optional<CidrSet>& set) {
@@ -463,11 +418,11 @@ CapturePolicy canonical(const CapturePolicy& policy) {
   CapturePolicy out;
   out.routes = policy.routes;
   for (Family f : {Family::V4, Family::V6}) {
-    const FamilyPolicy* fp = find_family(policy, f);
+    const FamilyPolicy* fp = policy.find(f);
     if (!fp) continue;
     FamilyPolicy nf{f, {}};
     for (Stage stage : {Stage::Raw, Stage::Mangle, Stage::Nat}) {
-      const StagePolicy* sp = find_stage(fp, stage);
+      const StagePolicy* sp = fp->find(stage);
       if (!sp) continue;
       StagePolicy ns{stage, {}};
       auto add = [&](const PolicyChain& c) {
@@ -564,7 +519,7 @@ std::string render_text(const CapturePolicy& input) {
     out += std::string("\t\ttype ") + chain_type(b.stage, b.hook) + " hook " + hook_name(b.hook) + " priority " +
            std::to_string(stage_priority(b.stage)) + "; policy accept;\n";
     for (const FamilyPolicy& fp : p.families)
-      if (const StagePolicy* sp = find_stage(&fp, b.stage))
+      if (const StagePolicy* sp = fp.find(b.stage))
         for (const PolicyChain& c : sp->chains)
           if (c.hook == b.hook)
             for (const Step& s : c.steps) out += "\t\t" + step_text(s, fp.family, b.stage, true) + "\n";
@@ -610,7 +565,7 @@ nlohmann::json render_json(const CapturePolicy& input) {
   };
   for (const BaseChain& b : base_chains(p))
     for (const FamilyPolicy& fp : p.families)
-      if (const StagePolicy* sp = find_stage(&fp, b.stage))
+      if (const StagePolicy* sp = fp.find(b.stage))
         for (const PolicyChain& c : sp->chains)
           if (c.hook == b.hook)
             for (const Step& s : c.steps) rule(base_chain_name(b.stage, b.hook), s, fp.family, b.stage, true);

@@ -2,12 +2,12 @@
 // canonical form. kernel/nft/filter_test.cc checks that nft and the kernel
 // take what is rendered here.
 #include "rules/nft/ruleset.h"
+#include "rules/plan.h"
 
 #include <doctest/doctest.h>
 
 #include <nlohmann/json.hpp>
 
-#include "rules/nft/test_support.h"
 
 namespace weir::nft {
 namespace {
@@ -57,7 +57,7 @@ std::vector<CaptureSpec> spec_matrix() {
 }
 
 TEST_CASE("nft: the default dual-stack spec is one inet table with nat base chains and family chains") {
-  const CapturePolicy p = testing::policy_for(CaptureSpec{});
+  const CapturePolicy p = capture_policy(CaptureSpec{});
   REQUIRE(check(p).ok());
   const std::string text = render_text(p);
   CAPTURE(text);
@@ -79,7 +79,7 @@ TEST_CASE("nft: the default dual-stack spec is one inet table with nat base chai
 TEST_CASE("nft: TPROXY uses mangle prerouting (filter) and output (route) with native tproxy and marks") {
   CaptureSpec s;
   s.mode = InboundMode::Tproxy;
-  const std::string text = render_text(testing::policy_for(s));
+  const std::string text = render_text(capture_policy(s));
   CAPTURE(text);
   CHECK(has(text, "chain mangle_prerouting {\n\t\ttype filter hook prerouting priority -150;"));
   CHECK(has(text, "chain mangle_output {\n\t\ttype route hook output priority -150;"));
@@ -97,7 +97,7 @@ TEST_CASE("nft: TPROXY uses mangle prerouting (filter) and output (route) with n
 TEST_CASE("nft: DNS capture puts conntrack zones in raw at -300") {
   CaptureSpec s;
   s.dns.capture = true;
-  const std::string text = render_text(testing::policy_for(s));
+  const std::string text = render_text(capture_policy(s));
   CAPTURE(text);
   CHECK(has(text, "chain raw_output {\n\t\ttype filter hook output priority -300;"));
   CHECK(has(text, "udp dport 53 meta skuid 1337 counter ct zone set 1"));
@@ -109,7 +109,7 @@ TEST_CASE("nft: every spec of the matrix passes check, and canonical is idempote
   for (const CaptureSpec& s : spec_matrix()) {
     const Status valid = validate(s);
     REQUIRE_MESSAGE(valid.ok(), (valid.ok() ? "" : valid.error().message));
-    const CapturePolicy p = testing::policy_for(s);
+    const CapturePolicy p = capture_policy(s);
     const Status st = check(p);
     CHECK_MESSAGE(st.ok(), (st.ok() ? "" : st.error().message));
     const CapturePolicy c = canonical(p);
