@@ -1120,7 +1120,7 @@ CapturePolicy raise(const LiveTable& t) {
         odd.match.unknown.push_back("base chain " + c.name + ": type " + c.type + " hook " + std::to_string(c.hooknum) +
                                     " priority " + std::to_string(c.prio) + " policy " + std::to_string(c.policy));
         odd.action = UnknownTarget{"base chain " + c.name};
-        chain_of(*stage_of(p, Family::V4, ref->stage), "PREROUTING", h)->steps.push_back(odd);
+        chain_of(*stage_of(p, Family::V4, ref->stage), h == Hook::Prerouting ? "PREROUTING" : "OUTPUT", h)->steps.push_back(odd);
       }
     } else {
       chain_of(*stage_of(p, *ref->family, ref->stage), ref->name, std::nullopt);
