@@ -17,8 +17,12 @@ Clean removes the table. Exit 77 when not root or the binaries are not built.
 
 import json
 import os
+import random
+import re
+import signal
 import subprocess
 import sys
+import time
 
 from checks import check, finish, testbed, Testbed  # noqa: E402
 
@@ -144,6 +148,40 @@ def dns(tb):
     applied(tool("--netns", app.netns, "--clean"), "clean (dns)")
 
 
+def listing(tb, pod):
+    """nft list ruleset without counters (they differ between runs)."""
+    out = tb.exec(pod, ["nft", "list", "ruleset"]).stdout
+    return re.sub(r"counter packets \d+ bytes \d+", "counter", out)
+
+
+def kill9(tb):
+    """kill -9 of an apply at random moments never leaves a half-installed table."""
+    app = tb.add_pod("k9-app")
+    spec = json.dumps({"mode": "tproxy", "dns": {"capture": True}})
+    t0 = time.monotonic()
+    if not applied(tool("--netns", app.netns, "--spec", spec), "kill -9: a full apply for reference"):
+        return
+    span = time.monotonic() - t0  # kills land anywhere from exec to exit
+    full = listing(tb, app)
+    applied(tool("--netns", app.netns, "--clean", "--spec", spec), "kill -9: clean before the runs")
+    argv = [os.path.join(testbed.bin_dir(), "weir-nft-test-apply"), "--netns", app.netns, "--spec", spec]
+    rng = random.Random(1337)
+    seen = {"none": 0, "full": 0, "other": 0}
+    bad = ""
+    for _ in range(60):
+        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0, span))
+        p.send_signal(signal.SIGKILL)
+        p.wait(timeout=10)
+        now = listing(tb, app)
+        kind = "none" if not now.strip() else "full" if now == full else "other"
+        seen[kind] += 1
+        if kind == "other" and not bad:
+            bad = now
+        tool("--netns", app.netns, "--clean", "--spec", spec)
+    check(f"kill -9 at random moments: the table is absent or whole every time ({seen})", seen["other"] == 0, bad)
+
+
 def main():
     testbed.require_root()
     for b in ("weir-nft-test-apply", "weir-probe"):
@@ -157,6 +195,7 @@ def main():
         redirect(tb)
         tproxy(tb)
         dns(tb)
+        kill9(tb)
     return finish()
 
 

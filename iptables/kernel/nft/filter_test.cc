@@ -16,6 +16,8 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
+#include <atomic>
 
 #include <nlohmann/json.hpp>
 
@@ -469,6 +471,51 @@ TEST_CASE("nft filter: counters count real packets") {
     if (c.name == "OUTPUT")
       for (const auto& s : c.steps) packets += s.counters.packets;
   CHECK(packets >= 1);
+}
+
+}  // namespace
+}  // namespace weir
+
+namespace weir {
+namespace {
+
+TEST_CASE("nft filter: writers to one namespace with different specs end with exactly one consistent table") {
+  REQUIRE_ROOT();
+  TestNs ns;
+  std::vector<CaptureSpec> specs = spec_matrix();
+  std::vector<CapturePolicy> wanted;
+  auto filter = make_nft_filter();
+  for (const auto& s : specs) wanted.push_back(filter->canonical(capture_policy(s)));
+  for (bool locked : {true, false}) {
+    std::atomic<int> failed{0};
+    std::vector<std::thread> writers;
+    for (size_t w = 0; w < 4; ++w)
+      writers.emplace_back([&, w] {
+        auto f = make_nft_filter();
+        auto target = Netns::open(ns.path());
+        if (!target) return void(++failed);
+        auto g = NetnsGuard::enter(*target);
+        if (!g) return void(++failed);
+        for (int i = 0; i < 10; ++i) {
+          const CapturePolicy& p = wanted[(w + static_cast<size_t>(i)) % wanted.size()];
+          if (locked) {
+            auto lock = NetnsLock::acquire(*target, 10000);
+            if (!lock || !f->apply(p, kBoth).ok()) ++failed;
+          } else if (!f->apply(p, kBoth).ok()) {
+            ++failed;  // without the lock a writer may lose (EEXIST, ENOENT); the table stays whole
+          }
+        }
+      });
+    for (auto& t : writers) t.join();
+    if (locked) CHECK(failed == 0);
+    CHECK(sh(ns.exec("nft list tables")).out == "table inet weir\n");
+    auto g = ns.enter();
+    auto live = filter->read(kBoth);
+    REQUIRE(live.ok());
+    bool one_of = false;
+    for (const auto& p : wanted) one_of |= live->families == p.families;
+    CHECK_MESSAGE(one_of, (locked ? "locked" : "unlocked"));
+  }
 }
 
 }  // namespace
