@@ -139,20 +139,20 @@ int main(int argc, char** argv) {
 
   auto nft = weir::make_nft_filter();
   auto iptc = weir::make_iptc_backend();
-  std::vector<double> t_nft, t_iptc, t_nftf, t_nft_again, t_nftf_create, t_nft_warm, t_nft_change;
+  std::vector<double> t_nft, t_iptc, t_nftf, t_nft_again, t_nftf_create, t_nft_warm, t_nft_change, t_probe;
   int failures = 0;
   for (int i = 0; i < warmup + runs && !g_stop && failures < 5; ++i) {
     const std::string a = prefix + std::to_string(i) + "a", b = prefix + std::to_string(i) + "b",
                       c = prefix + std::to_string(i) + "c", d = prefix + std::to_string(i) + "d",
-                      e = prefix + std::to_string(i) + "e";
-    if (!add_netns(a) || !add_netns(b) || !add_netns(c) || !add_netns(d) || !add_netns(e)) {
+                      e = prefix + std::to_string(i) + "e", g = prefix + std::to_string(i) + "f";
+    if (!add_netns(a) || !add_netns(b) || !add_netns(c) || !add_netns(d) || !add_netns(e) || !add_netns(g)) {
       std::fprintf(stderr, "ip netns add failed\n");
       break;
     }
     const bool measured = i >= warmup;
     // Rotate which goes first, so none always runs right after namespace creation.
-    for (int k = 0; k < 5; ++k) {
-      const int which = (i + k) % 5;
+    for (int k = 0; k < 6; ++k) {
+      const int which = (i + k) % 6;
       bool ok = true;
       if (which == 0) {
         double ms = timed_in(a, [&] { return nft->apply(policy, {weir::Family::V4, weir::Family::V6}).ok(); }, &ok);
@@ -172,6 +172,9 @@ int main(int argc, char** argv) {
         close(fd);
         ok = rc == 0;
         if (ok && measured) (which == 2 ? t_nftf : t_nftf_create).push_back(ms);
+      } else if (which == 5) {
+        double ms = timed_in(g, [&] { return nft->probe(policy).ok(); }, &ok);
+        if (ok && measured) t_probe.push_back(ms);
       } else {
         // Untimed: another tool's nat chains first; then weir's apply, then a change.
         int fd = open(("/var/run/netns/" + e).c_str(), O_RDONLY | O_CLOEXEC);
@@ -192,6 +195,7 @@ int main(int argc, char** argv) {
     delete_netns(c);
     delete_netns(d);
     delete_netns(e);
+    delete_netns(g);
   }
   delete_all();
   std::remove(file.c_str());
@@ -213,6 +217,8 @@ int main(int argc, char** argv) {
   std::printf("%-56s %7.3fms %7.3fms %7.3fms\n", "fork+setns+exec nft -f, create only (no delete)", fc.median, fc.p95, fc.min);
   std::printf("%-56s %7.3fms %7.3fms %7.3fms\n", "nftables filter, nat already set up by another table", w.median, w.p95, w.min);
   std::printf("%-56s %7.3fms %7.3fms %7.3fms\n", "nftables filter, a changed spec (delete + create)", ch.median, ch.p95, ch.min);
+  const Stats pr = stats(t_probe);
+  std::printf("%-56s %7.3fms %7.3fms %7.3fms\n", "nftables filter probe (the batch, aborted)", pr.median, pr.p95, pr.min);
   std::printf("nftables / libiptc: %.2f   nft -f / nftables: %.1fx   nft -f (create only) / nftables: %.1fx\n",
               n.median / i4.median, f.median / n.median, fc.median / n.median);
   return 0;

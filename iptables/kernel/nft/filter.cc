@@ -1240,9 +1240,12 @@ class NftFilter : public PacketFilter {
     if (!answers) return answers.error();
     for (const auto& [seq, err] : answers->by_seq)
       if (err != 0) {
-        const ErrorKind kind = commit ? ErrorKind::Kernel
-                               : (err == EPERM || err == EACCES) ? ErrorKind::Kernel : ErrorKind::Unsupported;
-        return system_error(kind, what + ": " + b.what(seq), err);
+        // What nf_tables answers when it lacks a chain type, an expression or
+        // a key (no module for it): "not here", so that a caller can fall back
+        // to the other filter. check() has ruled out weir's own mistakes
+        // (a jump to a chain that does not exist would be ENOENT too).
+        const bool missing = err == EOPNOTSUPP || err == ENOENT || nf_tables_missing(err);
+        return system_error(missing ? ErrorKind::Unsupported : ErrorKind::Kernel, what + ": " + b.what(seq), err);
       }
     if (!answers->by_seq.count(b.last_seq()))
       return Error{ErrorKind::Kernel, what + ": nf_tables did not answer the batch"};

@@ -16,7 +16,11 @@
 //    nf_tables then checks every message (loads what it autoloads, refuses an
 //    expression, chain type or hook it lacks), validates the ruleset and
 //    aborts the transaction (NFNL_ABORT_VALIDATE, what `nft -c` relies on).
-//    Nothing is committed, so nothing a user can see changes.
+//    Nothing is committed, so nothing a user can see changes. It costs one
+//    RCU grace period (an aborted nf_tables transaction waits for one: 10-20
+//    ms here), so a caller on a per-pod path should rather apply and fall
+//    back on an Unsupported error: apply is all-or-nothing, and a kernel
+//    that lacks a chain type or expression fails it with Unsupported.
 #pragma once
 
 #include <memory>
