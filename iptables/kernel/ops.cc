@@ -6,6 +6,7 @@
 #include "kernel/iptc/backend.h"
 #include "kernel/netns.h"
 #include "rules/plan.h"
+#include "rules/xtables/lower.h"
 #include "kernel/routes.h"
 
 namespace weir {
@@ -142,7 +143,8 @@ Result<CheckReport> check(const NetnsTarget& t, const CaptureSpec& spec, Backend
   auto live = backend->read(all_families());
   if (!live) return live.error().wrap("read netns " + t.netns_path);
   report.live = order_like(*live, report.wanted);
-  report.diff = diff(report.wanted, report.live);
+  // Bridge until ops runs a PacketFilter (a CapturePolicy read back): diff compares policies.
+  report.diff = diff(xtables::raise(report.wanted), xtables::raise(report.live));
   return report;
 }
 
