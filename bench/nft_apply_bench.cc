@@ -139,20 +139,27 @@ int main(int argc, char** argv) {
 
   auto nft = weir::make_nft_filter();
   auto iptc = weir::make_iptc_backend();
-  std::vector<double> t_nft, t_iptc, t_nftf, t_nft_again, t_nftf_create, t_nft_warm, t_nft_change, t_probe;
+  std::vector<double> t_nft, t_iptc, t_nftf, t_nft_again, t_nftf_create, t_nft_warm, t_nft_change, t_probe, t_proc,
+      t_true;
+  // A whole process applying with the nftables filter, as a CNI plugin would
+  // (the test tool beside this binary, without its probe), against /bin/true.
+  std::string self = argv[0];
+  const std::string tool = self.substr(0, self.rfind('/') + 1) + "weir-nft-test-apply";
   int failures = 0;
   for (int i = 0; i < warmup + runs && !g_stop && failures < 5; ++i) {
     const std::string a = prefix + std::to_string(i) + "a", b = prefix + std::to_string(i) + "b",
                       c = prefix + std::to_string(i) + "c", d = prefix + std::to_string(i) + "d",
-                      e = prefix + std::to_string(i) + "e", g = prefix + std::to_string(i) + "f";
-    if (!add_netns(a) || !add_netns(b) || !add_netns(c) || !add_netns(d) || !add_netns(e) || !add_netns(g)) {
+                      e = prefix + std::to_string(i) + "e", g = prefix + std::to_string(i) + "f",
+                      h = prefix + std::to_string(i) + "g";
+    if (!add_netns(a) || !add_netns(b) || !add_netns(c) || !add_netns(d) || !add_netns(e) || !add_netns(g) ||
+        !add_netns(h)) {
       std::fprintf(stderr, "ip netns add failed\n");
       break;
     }
     const bool measured = i >= warmup;
     // Rotate which goes first, so none always runs right after namespace creation.
-    for (int k = 0; k < 6; ++k) {
-      const int which = (i + k) % 6;
+    for (int k = 0; k < 8; ++k) {
+      const int which = (i + k) % 8;
       bool ok = true;
       if (which == 0) {
         double ms = timed_in(a, [&] { return nft->apply(policy, {weir::Family::V4, weir::Family::V6}).ok(); }, &ok);
@@ -172,6 +179,14 @@ int main(int argc, char** argv) {
         close(fd);
         ok = rc == 0;
         if (ok && measured) (which == 2 ? t_nftf : t_nftf_create).push_back(ms);
+      } else if (which == 6) {
+        auto t0 = Clock::now();
+        ok = run({tool, "--netns", "/var/run/netns/" + h, "--no-probe"}) == 0;
+        if (ok && measured) t_proc.push_back(ms_since(t0));
+      } else if (which == 7) {
+        auto t0 = Clock::now();
+        ok = run({"/bin/true"}) == 0;
+        if (ok && measured) t_true.push_back(ms_since(t0));
       } else if (which == 5) {
         double ms = timed_in(g, [&] { return nft->probe(policy).ok(); }, &ok);
         if (ok && measured) t_probe.push_back(ms);
@@ -196,6 +211,7 @@ int main(int argc, char** argv) {
     delete_netns(d);
     delete_netns(e);
     delete_netns(g);
+    delete_netns(h);
   }
   delete_all();
   std::remove(file.c_str());
@@ -219,6 +235,10 @@ int main(int argc, char** argv) {
   std::printf("%-56s %7.3fms %7.3fms %7.3fms\n", "nftables filter, a changed spec (delete + create)", ch.median, ch.p95, ch.min);
   const Stats pr = stats(t_probe);
   std::printf("%-56s %7.3fms %7.3fms %7.3fms\n", "nftables filter probe (the batch, aborted)", pr.median, pr.p95, pr.min);
+  const Stats pp = stats(t_proc), tt = stats(t_true);
+  std::printf("%-56s %7.3fms %7.3fms %7.3fms\n", "a process: weir-nft-test-apply --no-probe (fork+exec)", pp.median, pp.p95, pp.min);
+  std::printf("%-56s %7.3fms %7.3fms %7.3fms\n", "a process: /bin/true (fork+exec)", tt.median, tt.p95, tt.min);
+  std::printf("process / /bin/true: %.2f\n", pp.median / tt.median);
   std::printf("nftables / libiptc: %.2f   nft -f / nftables: %.1fx   nft -f (create only) / nftables: %.1fx\n",
               n.median / i4.median, f.median / n.median, fc.median / n.median);
   return 0;

@@ -6,6 +6,8 @@
 //
 //   weir-nft-test-apply --netns PATH [--spec JSON]   apply (default spec if none)
 //   weir-nft-test-apply --netns PATH --clean [--spec JSON]
+//   --no-probe: skip the probe (it costs an RCU grace period), as a plugin
+//   that applies and falls back on Unsupported would
 //
 // Prints "ok" or the error and exits 1.
 #include <cstdio>
@@ -32,12 +34,13 @@ int fail(const std::string& what) {
 
 int main(int argc, char** argv) {
   std::string netns, spec_json = "{}";
-  bool clean = false;
+  bool clean = false, probe = true;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--netns" && i + 1 < argc) netns = argv[++i];
     else if (a == "--spec" && i + 1 < argc) spec_json = argv[++i];
     else if (a == "--clean") clean = true;
+    else if (a == "--no-probe") probe = false;
     else return fail("unknown argument " + a);
   }
   if (netns.empty()) return fail("--netns is required (never this namespace)");
@@ -66,7 +69,8 @@ int main(int argc, char** argv) {
     std::puts("ok");
     return 0;
   }
-  if (Status st = filter->probe(policy); !st.ok()) return fail("probe: " + st.error().message);
+  if (probe)
+    if (Status st = filter->probe(policy); !st.ok()) return fail("probe: " + st.error().message);
   if (auto r = filter->apply(policy, {Family::V4, Family::V6}); !r) return fail(r.error().message);
   for (const PolicyRoute& r : policy.routes)
     if (Status st = routes::install(r); !st.ok()) return fail(st.error().message);
