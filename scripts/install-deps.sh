@@ -7,6 +7,8 @@ pkgs=(
   build-essential cmake ninja-build pkg-config
   libiptc-dev libip4tc-dev libip6tc-dev libxtables-dev
   libnl-3-dev libnl-route-3-dev
+  libnftnl-dev libmnl-dev  # the nftables filter (kernel/nft/), in-process over netlink
+  nftables  # tests only: they look at what weir did with nft; weir never runs it
   nlohmann-json3-dev libcli11-dev libspdlog-dev doctest-dev
   iptables iproute2 containernetworking-plugins python3 python3-yaml procps util-linux
 )
