@@ -25,6 +25,12 @@ struct ApplyReport {
   std::vector<std::string> warnings;  // e.g. "excluded interface eth7 does not exist"
 };
 
+// Opens the target as apply() and clean() do before they act, and changes
+// nothing: NetnsNotFound when it does not exist, InvalidArgument when it is
+// not a network namespace, OwnNetns when it is the caller's own and
+// allow_own_netns is not set.
+Status open_target(const NetnsTarget& t);
+
 // Validates the spec, plans it, and installs the plan in the target namespace.
 // Error (and nothing changed) when the spec asks for IPv6 and the namespace has
 // IPv6 but weir cannot install IPv6 rules.
