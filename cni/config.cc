@@ -1,6 +1,7 @@
 #include "cni/config.h"
 
 #include "cni/bounded_json.h"
+#include "frontend/logging.h"
 
 #include <algorithm>
 #include <cstdlib>
@@ -198,10 +199,7 @@ std::optional<CniError> read_version(const nlohmann::json& j, PluginConfig& c) {
 std::optional<CniError> read_log_level(const nlohmann::json& j, std::string& level) {
   std::string text = level;
   if (auto e = read_string(j, "logLevel", text)) return *e;
-  static const char* kLevels[] = {"trace", "debug", "info", "warn", "error", "off"};
-  if (std::find_if(std::begin(kLevels), std::end(kLevels), [&](const char* l) { return text == l; }) == std::end(kLevels)) {
-    return invalid("logLevel: \"" + text + "\" is not one of trace, debug, info, warn, error, off");
-  }
+  if (!is_log_level(text)) return invalid("logLevel: \"" + text + "\" is not one of " + log_levels_text());
   level = text;
   return std::nullopt;
 }

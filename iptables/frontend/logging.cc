@@ -22,8 +22,6 @@ namespace weir {
 
 namespace {
 
-constexpr const char* kLevels[] = {"trace", "debug", "info", "warn", "error", "off"};
-
 // The text of a JSON string, without its quotes (messages carry quotes:
 // "x" is not a port). nlohmann/json does the escaping.
 std::string json_escape(std::string_view in) {
@@ -77,21 +75,27 @@ const char* file_kind(mode_t mode) {
   if (S_ISCHR(mode)) return "a character device";
   if (S_ISBLK(mode)) return "a block device";
   if (S_ISSOCK(mode)) return "a socket";
-  return "not a regular file";
+  return "a special file";
 }
 
 // Opens the log file without blocking (a plain open of a FIFO with no reader
 // blocks forever; O_NONBLOCK makes it fail or return at once) and keeps it
 // only when it is a regular file.
 std::shared_ptr<spdlog::sinks::sink> file_sink(const std::string& path, std::string& problem) {
+  // Named for what it is when it is there and not a file (open(2) of a FIFO
+  // without a reader says only "No such device or address").
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    problem = path + " is " + file_kind(st.st_mode) + ", not a regular file";
+    return nullptr;
+  }
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0600);
   if (fd < 0) {
     problem = "open " + path + ": " + std::strerror(errno);
     return nullptr;
   }
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    problem = path + " is not a regular file (it is " + std::string(file_kind(st.st_mode)) + ")";
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {  // swapped in since the stat
+    problem = path + " is not a regular file";
     ::close(fd);
     return nullptr;
   }
@@ -99,15 +103,6 @@ std::shared_ptr<spdlog::sinks::sink> file_sink(const std::string& path, std::str
 }
 
 }  // namespace
-
-const char* log_levels_text() { return "trace, debug, info, warn, error, off"; }
-
-bool is_log_level(std::string_view level) {
-  for (const char* l : kLevels) {
-    if (level == l) return true;
-  }
-  return false;
-}
 
 std::string setup_logging(const LogSetup& setup) {
   std::string problem;
@@ -124,7 +119,7 @@ std::string setup_logging(const LogSetup& setup) {
     logger->set_pattern(setup.pattern, time_type);
   }
   std::string level = setup.level == "warning" ? "warn" : setup.level;
-  if (!is_log_level(level) && level != "critical") level = "info";
+  if (!is_spdlog_level(level)) level = "info";
   logger->set_level(spdlog::level::from_str(level));
   spdlog::set_default_logger(std::move(logger));
   return problem;

@@ -6,13 +6,37 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace weir {
 
-// The level names weir documents, in order: "trace, debug, info, warn, error, off".
-const char* log_levels_text();
-// One of those six.
-bool is_log_level(std::string_view level);
+// The level names weir documents, in order. Inline, with no spdlog in sight,
+// so that parsers (weir_cni_core's config) can check a name without logging.
+inline const std::vector<std::string>& log_levels() {
+  static const std::vector<std::string> kLevels{"trace", "debug", "info", "warn", "error", "off"};
+  return kLevels;
+}
+// "trace, debug, info, warn, error, off", for messages and --help.
+inline const std::string& log_levels_text() {
+  static const std::string kText = [] {
+    std::string s;
+    for (const auto& l : log_levels()) s += (s.empty() ? "" : ", ") + l;
+    return s;
+  }();
+  return kText;
+}
+// One of log_levels().
+inline bool is_log_level(std::string_view level) {
+  for (const auto& l : log_levels()) {
+    if (level == l) return true;
+  }
+  return false;
+}
+// is_log_level(), or one of spdlog's other spellings that Istio's and
+// Linkerd's command lines pass ("warning", "critical").
+inline bool is_spdlog_level(std::string_view level) {
+  return is_log_level(level) || level == "warning" || level == "critical";
+}
 
 struct LogSetup {
   std::string program;     // the logger's name: "weir-cni", "weir-init", "weir"

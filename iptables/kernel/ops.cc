@@ -107,6 +107,14 @@ Status open_target(const NetnsTarget& t) {
   return {};
 }
 
+Status in_netns(const NetnsTarget& t, const std::function<Status()>& fn, bool* entered) {
+  if (entered) *entered = false;
+  auto session = begin(t, false);
+  if (!session) return session.error();
+  if (entered) *entered = true;
+  return fn();
+}
+
 Result<ApplyReport> apply(const NetnsTarget& t, const CaptureSpec& spec, Backend* backend) {
   if (Status s = validate(spec); !s) return s.error();
   auto session = begin(t, true);
