@@ -70,6 +70,20 @@ void print_plan(const RulePlan& p, const OutputFlag& output, RenderOptions opts 
   }
 }
 
+// What apply and check act on: the spec of the capture flags, and the target.
+struct SpecAndTarget {
+  CaptureSpec spec;
+  NetnsTarget target;
+};
+
+Result<SpecAndTarget> spec_and_target(const CaptureFlags& flags, const NetnsFlags& netns) {
+  Result<CaptureSpec> spec = flags.build();
+  if (!spec) return spec.error();
+  Result<NetnsTarget> t = netns.target();
+  if (!t) return t.error();
+  return SpecAndTarget{std::move(*spec), std::move(*t)};
+}
+
 class PlanCommand : public Subcommand {
  public:
   void bind(CLI::App& app) override {
@@ -95,16 +109,14 @@ class ApplyCommand : public Subcommand {
     flags_.bind(app);
   }
   Result<int> run() override {
-    Result<CaptureSpec> spec = flags_.build();
-    if (!spec) return spec.error();
-    Result<NetnsTarget> t = netns_.target();
-    if (!t) return t.error();
-    spdlog::debug("spec: {}", to_json(*spec).dump());
+    Result<SpecAndTarget> in = spec_and_target(flags_, netns_);
+    if (!in) return in.error();
+    spdlog::debug("spec: {}", to_json(in->spec).dump());
     const auto start = std::chrono::steady_clock::now();
-    Result<ApplyReport> report = apply(*t, *spec);
+    Result<ApplyReport> report = apply(in->target, in->spec);
     if (!report) return report.error();
     for (const std::string& w : report->warnings) spdlog::warn("{}", w);
-    spdlog::info("applied {} rules to {}", count_rules(report->plan), t->netns_path);
+    spdlog::info("applied {} rules to {}", count_rules(report->plan), in->target.netns_path);
     spdlog::debug("apply took {:.3f} ms (lock, enter, plan, one libiptc commit per changed table)",
                   std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
     return kExitOk;
@@ -140,18 +152,16 @@ class CheckCommand : public Subcommand {
     flags_.bind(app);
   }
   Result<int> run() override {
-    Result<CaptureSpec> spec = flags_.build();
-    if (!spec) return spec.error();
-    Result<NetnsTarget> t = netns_.target();
-    if (!t) return t.error();
-    Result<CheckReport> report = check(*t, *spec);
+    Result<SpecAndTarget> in = spec_and_target(flags_, netns_);
+    if (!in) return in.error();
+    Result<CheckReport> report = check(in->target, in->spec);
     if (!report) return report.error();
     if (output_.json()) {
       std::cout << to_json(report->diff).dump(2) << '\n';
     } else if (!report->diff.empty()) {
       std::cout << render_diff(report->diff);
     } else {
-      spdlog::info("{}: weir's rules match the plan", t->netns_path);
+      spdlog::info("{}: weir's rules match the plan", in->target.netns_path);
     }
     return report->diff.empty() ? kExitOk : kExitDrift;
   }

@@ -134,9 +134,7 @@ Status run_action(Action action, const CaptureSpec& spec, const std::string& net
 int parse(CLI::App& app, int argc, char** argv, int usage_code, const ErrorWriter& fail) {
   try {
     app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
+  } catch (const CLI::Success& e) {  // --help, --help-all, --version: printed, exit 0
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     return fail(app.get_name(), e.what(), usage_code);
