@@ -26,7 +26,7 @@
 #include "kernel/ops.h"
 #include "rules/plan.h"
 #include "rules/xtables/render.h"
-#include "kernel/routes.h"
+#include "kernel/links.h"
 #include "init/validate.h"
 
 namespace weir {
@@ -86,7 +86,7 @@ Status in_pod_netns(const std::string& ref, const std::function<Status()>& fn, b
 Result<bool> pod_is_ipv6_only(const std::string& netns, bool dry_run) {
   bool ipv6_only = false;
   auto read = [&]() -> Status {
-    auto families = routes::global_address_families();
+    auto families = NetlinkLinks().global_address_families();
     if (!families) return families.error();
     ipv6_only = families->v6 && !families->v4;
     return {};

@@ -4,12 +4,17 @@
 //    "proxy -> RETURN" rule, and the "app on lo -> RETURN" rule comes once,
 //    after them, so a second proxy UID is not returned by the first UID's
 //    negated rule (the reference repeats the block per UID and does);
-//  - weir hooks each built-in chain with exactly one unconditional jump; the
-//    reference's extra rules in PREROUTING/OUTPUT live inside weir's chains.
+//  - weir hooks each stage with base chains that hold one unconditional jump
+//    each; the reference's extra rules in PREROUTING/OUTPUT live inside
+//    weir's chains.
+// Ports and CIDRs are sets of any size: a backend spells them as it can
+// (rules/xtables/lower.h splits them into rules; nftables keeps one set).
 #include "rules/plan.h"
 
 #include <string>
 #include <utility>
+
+#include "rules/xtables/lower.h"
 
 namespace weir {
 namespace {
@@ -25,43 +30,24 @@ Cidr host(Family f, std::initializer_list<uint8_t> bytes) {
   return c;
 }
 
-Rule jump(const char* chain, std::string comment) {
-  Rule r;
-  r.target = Jump{chain};
-  r.comment = std::move(comment);
-  return r;
-}
-
-Rule ret(std::string comment) {
-  Rule r;
-  r.target = Verdict{Verdict::Return};
-  r.comment = std::move(comment);
-  return r;
-}
-
-Rule with_target(Rule r, Target t) {
-  r.target = std::move(t);
-  return r;
-}
-
-// Destination-port match for one packed group: a single port or range uses
-// -m tcp/udp --dport, larger groups -m multiport --dports.
-void set_dports(Rule& r, const std::vector<PortRange>& group, bool negated) {
-  if (group.size() == 1) {
-    r.dport = PortMatch{group[0], negated};
-  } else {
-    r.multiport = Multiport{group, negated};
-  }
-}
-
-std::string ports_text(const std::vector<PortRange>& group) {
-  std::string s;
-  for (const auto& p : group) {
-    if (!s.empty()) s += ",";
-    s += format_port_range(p);
-  }
+Step step(Action action, std::string reason) {
+  Step s;
+  s.action = std::move(action);
+  s.reason = std::move(reason);
   return s;
 }
+Step jump(const char* chain, std::string reason) { return step(Jump{chain}, std::move(reason)); }
+Step ret(std::string reason) { return step(Verdict{Verdict::Return}, std::move(reason)); }
+
+PolicyChain base(Hook hook, Step s) {
+  return PolicyChain{hook == Hook::Prerouting ? "PREROUTING" : "OUTPUT", hook, {std::move(s)}, 0};
+}
+PolicyChain regular(const char* name, std::vector<Step> steps) { return PolicyChain{name, std::nullopt, std::move(steps), 0}; }
+
+PortSet ports_of(std::vector<PortRange> ports, bool negated = false) { return PortSet{std::move(ports), negated}; }
+PortSet one_port(uint16_t p) { return PortSet{{{p, p}}, false}; }
+CidrSet one_cidr(const Cidr& c, bool negated = false) { return CidrSet{{c}, negated}; }
+IfaceMatch iface(const std::string& name, bool negated = false) { return IfaceMatch{name, negated}; }
 
 std::vector<Cidr> of_family(const std::vector<Cidr>& cidrs, Family f) {
   std::vector<Cidr> out;
@@ -70,15 +56,12 @@ std::vector<Cidr> of_family(const std::vector<Cidr>& cidrs, Family f) {
   return out;
 }
 
-struct Owners {
-  std::vector<Owner> all;  // every proxy UID, then every proxy GID
-};
-
-Owners proxy_owners(const CaptureSpec& s) {
-  Owners o;
-  for (uint32_t uid : s.proxy_uids) o.all.push_back(Owner{Owner::Kind::Uid, uid, false});
-  for (uint32_t gid : s.proxy_gids) o.all.push_back(Owner{Owner::Kind::Gid, gid, false});
-  return o;
+// Every proxy UID, then every proxy GID.
+std::vector<Owner> proxy_owners(const CaptureSpec& s) {
+  std::vector<Owner> all;
+  for (uint32_t uid : s.proxy_uids) all.push_back(Owner{Owner::Kind::Uid, uid, false});
+  for (uint32_t gid : s.proxy_gids) all.push_back(Owner{Owner::Kind::Gid, gid, false});
+  return all;
 }
 
 std::string owner_text(const Owner& o) {
@@ -98,144 +81,139 @@ bool captures_inbound(const CaptureSpec& s) {
   return !s.inbound_ports.has_value() || !s.inbound_ports->empty();
 }
 
-// RETURN for TCP to any of `ports`, packed into multiport groups; `what`
-// begins the comment ("inbound port 15008,15020 is not captured").
-void return_for_ports(const std::vector<PortRange>& ports, const std::string& what, std::vector<Rule>& out,
+// RETURN for `proto` to any of `ports`; `what` begins the reason
+// ("inbound port 15008,15020 is not captured"). Nothing for no ports.
+void return_for_ports(const std::vector<PortRange>& ports, const std::string& what, std::vector<Step>& out,
                       Proto proto = Proto::Tcp) {
-  for (const auto& group : pack_multiport(ports)) {
-    Rule r = ret(what + " " + ports_text(group) + " is not captured");
-    r.proto = proto;
-    set_dports(r, group, false);
-    out.push_back(std::move(r));
-  }
+  if (ports.empty()) return;
+  Step s = ret(what + " {dport} is not captured");
+  s.match.proto = proto;
+  s.match.dport = ports_of(ports);
+  out.push_back(std::move(s));
 }
 
 // Excluded interfaces: RETURN for packets arriving on (In) or leaving by
 // (Out) each of them.
 enum class Direction { In, Out };
-void return_for_interfaces(const std::vector<std::string>& ifaces, Direction d, std::vector<Rule>& out) {
-  for (const auto& iface : ifaces) {
-    Rule r = ret("excluded interface " + iface);
-    (d == Direction::In ? r.in_iface : r.out_iface) = iface;
-    out.push_back(std::move(r));
+void return_for_interfaces(const std::vector<std::string>& ifaces, Direction d, std::vector<Step>& out) {
+  for (const auto& name : ifaces) {
+    Step s = ret("excluded interface " + name);
+    (d == Direction::In ? s.match.in : s.match.out) = iface(name);
+    out.push_back(std::move(s));
   }
 }
 
-// Rules shared by nat (REDIRECT) and mangle (TPROXY) inbound chains: excluded
-// ports and source CIDRs, then the capture rules jumping to `capture_chain`.
-void inbound_capture_rules(const CaptureSpec& s, Family f, const char* capture_chain,
-                           const std::string& what, std::vector<Rule>& out) {
+// Steps shared by nat (REDIRECT) and mangle (TPROXY) inbound chains: excluded
+// ports and source CIDRs, then the capture step jumping to `capture_chain`.
+void inbound_capture_steps(const CaptureSpec& s, Family f, const char* capture_chain, const std::string& what,
+                           std::vector<Step>& out) {
   return_for_ports(inbound_excludes(s), "inbound port", out);
-  for (const auto& c : of_family(s.exclude_inbound_cidrs, f)) {
-    Rule r = ret("inbound from " + format_cidr(c) + " is not captured");
-    r.src = c;
-    r.proto = Proto::Tcp;
+  if (auto excluded = of_family(s.exclude_inbound_cidrs, f); !excluded.empty()) {
+    Step r = ret("inbound from {src} is not captured");
+    r.match.src = CidrSet{std::move(excluded), false};
+    r.match.proto = Proto::Tcp;
     out.push_back(std::move(r));
   }
   if (!s.inbound_ports.has_value()) {
-    Rule r = jump(capture_chain, "inbound TCP " + what);
-    r.proto = Proto::Tcp;
+    Step r = jump(capture_chain, "inbound TCP " + what);
+    r.match.proto = Proto::Tcp;
     out.push_back(std::move(r));
     return;
   }
-  for (const auto& group : pack_multiport(*s.inbound_ports)) {
-    Rule r = jump(capture_chain, "inbound TCP to port " + ports_text(group) + " " + what);
-    r.proto = Proto::Tcp;
-    set_dports(r, group, false);
-    out.push_back(std::move(r));
-  }
+  Step r = jump(capture_chain, "inbound TCP to port {dport} " + what);
+  r.match.proto = Proto::Tcp;
+  r.match.dport = ports_of(*s.inbound_ports);
+  out.push_back(std::move(r));
 }
 
-Table nat_table(const CaptureSpec& s, Family f) {
+StagePolicy nat_stage(const CaptureSpec& s, Family f) {
   const Cidr lo = loopback_addr(f);
   const Cidr passthrough = passthrough_addr(f);
-  const Owners owners = proxy_owners(s);
-  Table t{"nat", {}};
+  const std::vector<Owner> owners = proxy_owners(s);
+  StagePolicy t{Stage::Nat, {}};
 
   // PREROUTING: inbound capture (REDIRECT mode) and kube-virt interfaces.
-  std::vector<Rule> inbound;
+  std::vector<Step> inbound;
   return_for_interfaces(s.exclude_interfaces, Direction::In, inbound);
-  for (const auto& iface : s.kube_virt_interfaces) {
+  for (const auto& name : s.kube_virt_interfaces) {
     // Excluded outbound ports sit in WEIR_OUTPUT, which this path skips.
-    std::vector<Rule> port_excludes;
-    return_for_ports(s.exclude_outbound_ports, "kube-virt interface " + iface + ": outbound port", port_excludes);
-    for (Rule& r : port_excludes) {
-      r.in_iface = iface;
+    std::vector<Step> port_excludes;
+    return_for_ports(s.exclude_outbound_ports, "kube-virt interface " + name + ": outbound port", port_excludes);
+    for (Step& r : port_excludes) {
+      r.match.in = iface(name);
       inbound.push_back(std::move(r));
     }
-    Rule r = jump(kOutbound, "kube-virt interface " + iface + ": inbound is treated as outbound");
-    r.in_iface = iface;
-    r.proto = Proto::Tcp;
+    Step r = jump(kOutbound, "kube-virt interface " + name + ": inbound is treated as outbound");
+    r.match.in = iface(name);
+    r.match.proto = Proto::Tcp;
     inbound.push_back(std::move(r));
-    Rule done = ret("kube-virt interface " + iface + ": not captured as inbound");
-    done.in_iface = iface;
+    Step done = ret("kube-virt interface " + name + ": not captured as inbound");
+    done.match.in = iface(name);
     inbound.push_back(std::move(done));
   }
   bool inbound_here = !s.kube_virt_interfaces.empty();
   if (s.mode == InboundMode::Redirect && captures_inbound(s)) {
-    inbound_capture_rules(s, f, kInRedirect, "goes to the proxy inbound port", inbound);
+    inbound_capture_steps(s, f, kInRedirect, "goes to the proxy inbound port", inbound);
     inbound_here = true;
   }
 
   if (inbound_here) {
-    t.chains.push_back(Chain{"PREROUTING", {jump(kInbound, "weir: inbound capture")}});
-    t.chains.push_back(Chain{kInbound, std::move(inbound)});
+    t.chains.push_back(base(Hook::Prerouting, jump(kInbound, "weir: inbound capture")));
+    t.chains.push_back(regular(kInbound, std::move(inbound)));
   }
-  t.chains.push_back(Chain{"OUTPUT", {jump(kOutput, "weir: outbound capture")}});
+  t.chains.push_back(base(Hook::Output, jump(kOutput, "weir: outbound capture")));
 
-  Rule in_redirect = with_target(Rule{}, Redirect{s.inbound_port});
-  in_redirect.proto = Proto::Tcp;
-  in_redirect.comment = "to the proxy inbound port";
-  t.chains.push_back(Chain{kInRedirect, {in_redirect}});
+  Step in_redirect = step(Redirect{s.inbound_port}, "to the proxy inbound port");
+  in_redirect.match.proto = Proto::Tcp;
+  t.chains.push_back(regular(kInRedirect, {in_redirect}));
 
   // OUTPUT: excluded interfaces and ports, the proxy's own traffic, lo, DNS,
   // then outbound capture. Excluded destination ports come first, as
   // istio-iptables puts them: never captured means not as DNS (UDP too when
   // DNS is captured) and not as the proxy's lo traffic treated as inbound.
-  std::vector<Rule> output;
+  std::vector<Step> output;
   return_for_interfaces(s.exclude_interfaces, Direction::Out, output);
   return_for_ports(s.exclude_outbound_ports, "outbound port", output);
   if (s.dns.capture) return_for_ports(s.exclude_outbound_ports, "outbound UDP port", output, Proto::Udp);
   {
-    Rule r = ret("proxy passthrough source " + format_addr(passthrough) + ": the proxy talking to its app");
-    r.src = passthrough;
-    r.out_iface = "lo";
+    Step r = ret("proxy passthrough source " + format_addr(passthrough) + ": the proxy talking to its app");
+    r.match.src = one_cidr(passthrough);
+    r.match.out = iface("lo");
     output.push_back(std::move(r));
   }
   std::vector<PortRange> lo_not_inbound;
   if (s.dns.capture) lo_not_inbound.push_back({53, 53});
   if (s.inbound_tunnel_port != 0) lo_not_inbound.push_back({s.inbound_tunnel_port, s.inbound_tunnel_port});
-  for (const auto& o : owners.all) {
-    Rule r = jump(kInRedirect, "proxy (" + owner_text(o) + ") to the pod address over lo: treated as inbound");
-    r.dst = lo;
-    r.dst_negated = true;
-    r.out_iface = "lo";
-    r.proto = Proto::Tcp;
-    if (!lo_not_inbound.empty()) set_dports(r, lo_not_inbound, true);
-    r.owner = o;
+  for (const auto& o : owners) {
+    Step r = jump(kInRedirect, "proxy (" + owner_text(o) + ") to the pod address over lo: treated as inbound");
+    r.match.dst = one_cidr(lo, true);
+    r.match.out = iface("lo");
+    r.match.proto = Proto::Tcp;
+    if (!lo_not_inbound.empty()) r.match.dport = ports_of(lo_not_inbound, true);
+    r.match.owner = o;
     output.push_back(std::move(r));
   }
-  for (const auto& o : owners.all) {
-    Rule r = ret("traffic of the proxy (" + owner_text(o) + ") is not captured");
-    r.owner = o;
+  for (const auto& o : owners) {
+    Step r = ret("traffic of the proxy (" + owner_text(o) + ") is not captured");
+    r.match.owner = o;
     output.push_back(std::move(r));
   }
   if (s.dns.capture) output.push_back(jump(kDns, "DNS from applications"));
   {
-    Rule r = ret("application talking to itself over lo");
-    r.out_iface = "lo";
+    Step r = ret("application talking to itself over lo");
+    r.match.out = iface("lo");
     output.push_back(std::move(r));
   }
   {
-    Rule r = ret("loopback " + format_addr(lo) + " is not captured");
-    r.dst = lo;
+    Step r = ret("loopback " + format_addr(lo) + " is not captured");
+    r.match.dst = one_cidr(lo);
     output.push_back(std::move(r));
   }
   output.push_back(jump(kOutbound, "outbound capture by destination"));
-  t.chains.push_back(Chain{kOutput, std::move(output)});
+  t.chains.push_back(regular(kOutput, std::move(output)));
 
   if (s.dns.capture) {
-    std::vector<Rule> dns;
+    std::vector<Step> dns;
     std::vector<std::optional<Cidr>> servers;
     if (s.dns.capture_all) {
       servers.push_back(std::nullopt);
@@ -244,161 +222,142 @@ Table nat_table(const CaptureSpec& s, Family f) {
     }
     for (const auto& server : servers) {
       for (Proto p : {Proto::Udp, Proto::Tcp}) {
-        Rule r = with_target(Rule{}, Redirect{s.dns.port});
-        r.dst = server;
-        r.proto = p;
-        r.dport = PortMatch{{53, 53}, false};
-        r.comment = std::string("DNS over ") + to_string(p) +
-                    (server ? " to " + format_addr(*server) : std::string()) + " goes to the proxy DNS port";
+        Step r = step(Redirect{s.dns.port}, std::string("DNS over ") + to_string(p) +
+                                                (server ? " to " + format_addr(*server) : std::string()) +
+                                                " goes to the proxy DNS port");
+        if (server) r.match.dst = one_cidr(*server);
+        r.match.proto = p;
+        r.match.dport = one_port(53);
         dns.push_back(std::move(r));
       }
     }
-    t.chains.push_back(Chain{kDns, std::move(dns)});
+    t.chains.push_back(regular(kDns, std::move(dns)));
   }
 
   // Outbound by destination: excludes, then includes.
-  std::vector<Rule> outbound;
-  for (const auto& c : of_family(s.exclude_outbound_cidrs, f)) {
-    Rule r = ret("outbound to " + format_cidr(c) + " is not captured");
-    r.dst = c;
+  std::vector<Step> outbound;
+  if (auto excluded = of_family(s.exclude_outbound_cidrs, f); !excluded.empty()) {
+    Step r = ret("outbound to {dst} is not captured");
+    r.match.dst = CidrSet{std::move(excluded), false};
     outbound.push_back(std::move(r));
   }
-  std::vector<std::optional<Cidr>> dsts;
-  if (!s.outbound_cidrs) {
-    dsts.push_back(std::nullopt);
-  } else {
-    for (const auto& c : of_family(*s.outbound_cidrs, f)) dsts.push_back(c);
+  std::optional<std::vector<Cidr>> dsts;
+  if (s.outbound_cidrs) dsts = of_family(*s.outbound_cidrs, f);
+  const bool no_dsts = dsts && dsts->empty();
+  const bool no_ports = s.outbound_ports && s.outbound_ports->empty();
+  if (!no_dsts && !no_ports) {
+    std::string what = "outbound TCP";
+    if (dsts) what += " to {dst}";
+    if (s.outbound_ports) what += " port {dport}";
+    Step r = jump(kRedirect, what + " goes to the proxy outbound port");
+    if (dsts) r.match.dst = CidrSet{*dsts, false};
+    r.match.proto = Proto::Tcp;
+    if (s.outbound_ports) r.match.dport = ports_of(*s.outbound_ports);
+    outbound.push_back(std::move(r));
   }
-  std::vector<std::optional<std::vector<PortRange>>> port_groups;
-  if (!s.outbound_ports) {
-    port_groups.push_back(std::nullopt);
-  } else {
-    for (auto& g : pack_multiport(*s.outbound_ports)) port_groups.push_back(std::move(g));
-  }
-  for (const auto& d : dsts) {
-    for (const auto& g : port_groups) {
-      std::string what = "outbound TCP";
-      if (d) what += " to " + format_cidr(*d);
-      if (g) what += " port " + ports_text(*g);
-      Rule r = jump(kRedirect, what + " goes to the proxy outbound port");
-      r.dst = d;
-      r.proto = Proto::Tcp;
-      if (g) set_dports(r, *g, false);
-      outbound.push_back(std::move(r));
-    }
-  }
-  t.chains.push_back(Chain{kOutbound, std::move(outbound)});
+  t.chains.push_back(regular(kOutbound, std::move(outbound)));
 
-  Rule redirect = with_target(Rule{}, Redirect{s.outbound_port});
-  redirect.proto = Proto::Tcp;
-  redirect.comment = "to the proxy outbound port";
-  t.chains.push_back(Chain{kRedirect, {redirect}});
+  Step redirect = step(Redirect{s.outbound_port}, "to the proxy outbound port");
+  redirect.match.proto = Proto::Tcp;
+  t.chains.push_back(regular(kRedirect, {redirect}));
   return t;
 }
 
-std::optional<Table> mangle_table(const CaptureSpec& s, Family f) {
+std::optional<StagePolicy> mangle_stage(const CaptureSpec& s, Family f) {
   const bool tproxy = s.mode == InboundMode::Tproxy && captures_inbound(s);
   if (!tproxy && !s.drop_invalid) return std::nullopt;
   const Cidr lo = loopback_addr(f);
   const uint32_t mark = s.tproxy_mark;
   const uint32_t lo_mark = s.tproxy_mark + 1;
-  Table t{"mangle", {}};
+  const MarkMatch proxy_mark{mark, 0xffffffff, false};
+  StagePolicy t{Stage::Mangle, {}};
 
-  std::vector<Rule> inbound;
+  std::vector<Step> inbound;
   return_for_interfaces(s.exclude_interfaces, Direction::In, inbound);
   if (s.drop_invalid) {
-    Rule r = with_target(Rule{}, Verdict{Verdict::Drop});
-    r.conntrack = Conntrack{Conntrack::kInvalid, false};
-    r.comment = "conntrack INVALID is dropped (stray RSTs on long connections)";
+    Step r = step(Verdict{Verdict::Drop}, "conntrack INVALID is dropped (stray RSTs on long connections)");
+    r.match.conntrack = Conntrack{Conntrack::kInvalid, false};
     inbound.push_back(std::move(r));
   }
   if (tproxy) {
-    Rule save = with_target(Rule{}, Connmark{Connmark::Save});
-    save.proto = Proto::Tcp;
-    save.mark = MarkMatch{mark, 0xffffffff, false};
-    save.comment = "save the proxy mark on the connection";
+    Step save = step(Connmark{Connmark::Save}, "save the proxy mark on the connection");
+    save.match.proto = Proto::Tcp;
+    save.match.mark = proxy_mark;
     inbound.push_back(save);
-    Rule done = ret("already handled by the proxy");
-    done.proto = Proto::Tcp;
-    done.mark = MarkMatch{mark, 0xffffffff, false};
+    Step done = ret("already handled by the proxy");
+    done.match.proto = Proto::Tcp;
+    done.match.mark = proxy_mark;
     inbound.push_back(std::move(done));
-    Rule pt = ret("proxy passthrough source " + format_addr(passthrough_addr(f)));
-    pt.src = passthrough_addr(f);
-    pt.in_iface = "lo";
-    pt.proto = Proto::Tcp;
+    Step pt = ret("proxy passthrough source " + format_addr(passthrough_addr(f)));
+    pt.match.src = one_cidr(passthrough_addr(f));
+    pt.match.in = iface("lo");
+    pt.match.proto = Proto::Tcp;
     inbound.push_back(std::move(pt));
-    Rule lo_rule = ret("traffic on lo not marked by the proxy is not captured");
-    lo_rule.in_iface = "lo";
-    lo_rule.proto = Proto::Tcp;
-    lo_rule.mark = MarkMatch{lo_mark, 0xffffffff, true};
-    inbound.push_back(std::move(lo_rule));
-    for (const auto& iface : s.kube_virt_interfaces) {
-      Rule r = ret("kube-virt interface " + iface + ": handled as outbound in nat");
-      r.in_iface = iface;
+    Step lo_step = ret("traffic on lo not marked by the proxy is not captured");
+    lo_step.match.in = iface("lo");
+    lo_step.match.proto = Proto::Tcp;
+    lo_step.match.mark = MarkMatch{lo_mark, 0xffffffff, true};
+    inbound.push_back(std::move(lo_step));
+    for (const auto& name : s.kube_virt_interfaces) {
+      Step r = ret("kube-virt interface " + name + ": handled as outbound in nat");
+      r.match.in = iface(name);
       inbound.push_back(std::move(r));
     }
-    std::vector<Rule> capture;
-    inbound_capture_rules(s, f, kTproxy, "goes to the proxy inbound port (TPROXY)", capture);
+    std::vector<Step> capture;
+    inbound_capture_steps(s, f, kTproxy, "goes to the proxy inbound port (TPROXY)", capture);
     // Established connections are diverted before new ones reach TPROXY;
-    // insert that rule after the excludes, before the capture jumps.
+    // insert that step after the excludes, before the capture jump.
     auto first_capture = capture.begin();
-    while (first_capture != capture.end() && std::holds_alternative<Verdict>(first_capture->target)) ++first_capture;
-    Rule est = jump(kDivert, "established inbound connection of the proxy");
-    est.proto = Proto::Tcp;
-    est.conntrack = Conntrack{Conntrack::kRelated | Conntrack::kEstablished, false};
+    while (first_capture != capture.end() && std::holds_alternative<Verdict>(first_capture->action)) ++first_capture;
+    Step est = jump(kDivert, "established inbound connection of the proxy");
+    est.match.proto = Proto::Tcp;
+    est.match.conntrack = Conntrack{Conntrack::kRelated | Conntrack::kEstablished, false};
     capture.insert(first_capture, std::move(est));
     for (auto& r : capture) inbound.push_back(std::move(r));
   }
-  t.chains.push_back(Chain{"PREROUTING", {jump(kInbound, "weir: inbound capture")}});
-  if (tproxy) t.chains.push_back(Chain{"OUTPUT", {jump(kOutput, "weir: proxy loopback marks")}});
-  t.chains.push_back(Chain{kInbound, std::move(inbound)});
+  t.chains.push_back(base(Hook::Prerouting, jump(kInbound, "weir: inbound capture")));
+  if (tproxy) t.chains.push_back(base(Hook::Output, jump(kOutput, "weir: proxy loopback marks")));
+  t.chains.push_back(regular(kInbound, std::move(inbound)));
   if (!tproxy) return t;
 
-  Rule setmark = with_target(Rule{}, SetMark{mark, 0xffffffff});
-  setmark.comment = "mark for the TPROXY route table";
-  Rule accept = with_target(Rule{}, Verdict{Verdict::Accept});
-  accept.comment = "deliver locally";
-  t.chains.push_back(Chain{kDivert, {setmark, accept}});
+  t.chains.push_back(regular(kDivert, {step(SetMark{mark, 0xffffffff}, "mark for the TPROXY route table"),
+                                       step(Verdict{Verdict::Accept}, "deliver locally")}));
 
-  Rule tp = with_target(Rule{}, Tproxy{s.inbound_port, mark, 0xffffffff});
-  tp.dst = lo;
-  tp.dst_negated = true;
-  tp.proto = Proto::Tcp;
-  tp.comment = "to the proxy inbound port, keeping the client address";
-  t.chains.push_back(Chain{kTproxy, {tp}});
+  Step tp = step(Tproxy{s.inbound_port, mark, 0xffffffff}, "to the proxy inbound port, keeping the client address");
+  tp.match.dst = one_cidr(lo, true);
+  tp.match.proto = Proto::Tcp;
+  t.chains.push_back(regular(kTproxy, {tp}));
 
-  std::vector<Rule> output;
+  std::vector<Step> output;
   {
-    Rule r = ret("already marked by the proxy");
-    r.out_iface = "lo";
-    r.proto = Proto::Tcp;
-    r.mark = MarkMatch{mark, 0xffffffff, false};
+    Step r = ret("already marked by the proxy");
+    r.match.out = iface("lo");
+    r.match.proto = Proto::Tcp;
+    r.match.mark = proxy_mark;
     output.push_back(std::move(r));
   }
-  for (const auto& o : proxy_owners(s).all) {
-    Rule r = with_target(Rule{}, SetMark{lo_mark, 0xffffffff});
-    r.dst = lo;
-    r.dst_negated = true;
-    r.out_iface = "lo";
-    r.proto = Proto::Tcp;
-    r.owner = o;
-    r.comment = "proxy (" + owner_text(o) + ") on lo: captured as inbound when it comes back";
+  for (const auto& o : proxy_owners(s)) {
+    Step r = step(SetMark{lo_mark, 0xffffffff},
+                  "proxy (" + owner_text(o) + ") on lo: captured as inbound when it comes back");
+    r.match.dst = one_cidr(lo, true);
+    r.match.out = iface("lo");
+    r.match.proto = Proto::Tcp;
+    r.match.owner = o;
     output.push_back(std::move(r));
   }
   {
-    Rule r = with_target(Rule{}, Connmark{Connmark::Restore});
-    r.proto = Proto::Tcp;
-    r.connmark = MarkMatch{mark, 0xffffffff, false};
-    r.comment = "restore the proxy mark for replies";
+    Step r = step(Connmark{Connmark::Restore}, "restore the proxy mark for replies");
+    r.match.proto = Proto::Tcp;
+    r.match.connmark = proxy_mark;
     output.push_back(std::move(r));
   }
-  t.chains.push_back(Chain{kOutput, std::move(output)});
+  t.chains.push_back(regular(kOutput, std::move(output)));
   return t;
 }
 
-std::optional<Table> raw_table(const CaptureSpec& s, Family f) {
+std::optional<StagePolicy> raw_stage(const CaptureSpec& s, Family f) {
   if (!s.dns.capture) return std::nullopt;
-  Table t{"raw", {}};
+  StagePolicy t{Stage::Raw, {}};
   std::vector<std::optional<Cidr>> servers;
   if (s.dns.capture_all) {
     servers.push_back(std::nullopt);
@@ -406,40 +365,36 @@ std::optional<Table> raw_table(const CaptureSpec& s, Family f) {
     for (const auto& c : of_family(s.dns.servers, f)) servers.push_back(c);
   }
 
-  std::vector<Rule> output;
-  for (const auto& o : proxy_owners(s).all) {
-    Rule up = with_target(Rule{}, CtZone{1});
-    up.proto = Proto::Udp;
-    up.dport = PortMatch{{53, 53}, false};
-    up.owner = o;
-    up.comment = "upstream DNS of the proxy (" + owner_text(o) + ") in conntrack zone 1";
+  std::vector<Step> output;
+  for (const auto& o : proxy_owners(s)) {
+    Step up = step(CtZone{1}, "upstream DNS of the proxy (" + owner_text(o) + ") in conntrack zone 1");
+    up.match.proto = Proto::Udp;
+    up.match.dport = one_port(53);
+    up.match.owner = o;
     output.push_back(std::move(up));
-    Rule answer = with_target(Rule{}, CtZone{2});
-    answer.proto = Proto::Udp;
-    answer.sport = PortMatch{{s.dns.port, s.dns.port}, false};
-    answer.owner = o;
-    answer.comment = "DNS answers of the proxy to applications in conntrack zone 2";
+    Step answer = step(CtZone{2}, "DNS answers of the proxy to applications in conntrack zone 2");
+    answer.match.proto = Proto::Udp;
+    answer.match.sport = one_port(s.dns.port);
+    answer.match.owner = o;
     output.push_back(std::move(answer));
   }
-  std::vector<Rule> inbound;
+  std::vector<Step> inbound;
   for (const auto& server : servers) {
-    Rule q = with_target(Rule{}, CtZone{2});
-    q.dst = server;
-    q.proto = Proto::Udp;
-    q.dport = PortMatch{{53, 53}, false};
-    q.comment = "DNS queries of applications in conntrack zone 2";
+    Step q = step(CtZone{2}, "DNS queries of applications in conntrack zone 2");
+    if (server) q.match.dst = one_cidr(*server);
+    q.match.proto = Proto::Udp;
+    q.match.dport = one_port(53);
     output.push_back(std::move(q));
-    Rule a = with_target(Rule{}, CtZone{1});
-    a.src = server;
-    a.proto = Proto::Udp;
-    a.sport = PortMatch{{53, 53}, false};
-    a.comment = "upstream DNS answers in conntrack zone 1";
+    Step a = step(CtZone{1}, "upstream DNS answers in conntrack zone 1");
+    if (server) a.match.src = one_cidr(*server);
+    a.match.proto = Proto::Udp;
+    a.match.sport = one_port(53);
     inbound.push_back(std::move(a));
   }
-  t.chains.push_back(Chain{"PREROUTING", {jump(kInbound, "weir: DNS conntrack zones")}});
-  t.chains.push_back(Chain{"OUTPUT", {jump(kOutput, "weir: DNS conntrack zones")}});
-  t.chains.push_back(Chain{kInbound, std::move(inbound)});
-  t.chains.push_back(Chain{kOutput, std::move(output)});
+  t.chains.push_back(base(Hook::Prerouting, jump(kInbound, "weir: DNS conntrack zones")));
+  t.chains.push_back(base(Hook::Output, jump(kOutput, "weir: DNS conntrack zones")));
+  t.chains.push_back(regular(kInbound, std::move(inbound)));
+  t.chains.push_back(regular(kOutput, std::move(output)));
   return t;
 }
 
@@ -453,21 +408,29 @@ Cidr passthrough_addr(Family f) {
   return f == Family::V4 ? host(f, {127, 0, 0, 6}) : host(f, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6});
 }
 
-RulePlan plan(const CaptureSpec& spec) {
-  RulePlan p;
+CapturePolicy capture_policy(const CaptureSpec& spec) {
+  CapturePolicy p;
   for (Family f : families(spec)) {
-    Ruleset rs;
-    rs.family = f;
-    // Table order = commit order. raw and mangle first: if nat then fails,
+    FamilyPolicy fp;
+    fp.family = f;
+    // Stage order = commit order. raw and mangle first: if nat then fails,
     // they are rolled back; nat last because it is what captures.
-    if (auto raw = raw_table(spec, f)) rs.tables.push_back(std::move(*raw));
-    if (auto mangle = mangle_table(spec, f)) rs.tables.push_back(std::move(*mangle));
-    rs.tables.push_back(nat_table(spec, f));
-    p.rulesets.push_back(std::move(rs));
+    if (auto raw = raw_stage(spec, f)) fp.stages.push_back(std::move(*raw));
+    if (auto mangle = mangle_stage(spec, f)) fp.stages.push_back(std::move(*mangle));
+    fp.stages.push_back(nat_stage(spec, f));
+    p.families.push_back(std::move(fp));
     if (spec.mode == InboundMode::Tproxy && captures_inbound(spec))
       p.routes.push_back(PolicyRoute{f, spec.tproxy_mark, spec.tproxy_route_table});
   }
   return p;
+}
+
+RulePlan plan(const CaptureSpec& spec) {
+  // The planner's steps always have an xtables spelling (its negated sets
+  // hold at most two ports); an error here is a bug in the planner.
+  auto lowered = xtables::lower(capture_policy(spec));
+  assert(lowered.ok());
+  return lowered ? std::move(*lowered) : RulePlan{};
 }
 
 }  // namespace weir

@@ -1,8 +1,10 @@
-// The planner: a pure function from a CaptureSpec to the rules weir installs.
-// No syscalls, no globals; the same spec always gives the same plan.
+// The planner: a pure function from a CaptureSpec to the capture policy weir
+// installs (rules/policy.h). No syscalls, no globals; the same spec always
+// gives the same policy.
 #pragma once
 
 #include "rules/model.h"
+#include "rules/policy.h"
 #include "rules/spec.h"
 
 namespace weir {
@@ -19,8 +21,13 @@ inline constexpr const char* kDivert = "WEIR_DIVERT";          // mangle: mark +
 inline constexpr const char* kTproxy = "WEIR_TPROXY";          // mangle: TPROXY to inboundPort
 }  // namespace chains
 
-// Builds weir's rules for a valid spec (call validate() first; an invalid spec
-// gives an unspecified plan). One Ruleset per requested family, V4 first.
+// Builds weir's capture policy for a valid spec (call validate() first; an
+// invalid spec gives an unspecified policy). One FamilyPolicy per requested
+// family, V4 first; policy routes when TPROXY captures inbound.
+CapturePolicy capture_policy(const CaptureSpec& spec);
+
+// The same, lowered to the xtables model (xtables::lower(capture_policy(spec))):
+// what the libiptc backend installs and `weir plan` prints as iptables-save text.
 RulePlan plan(const CaptureSpec& spec);
 
 // The loopback and passthrough addresses of a family: 127.0.0.1/::1 and the
