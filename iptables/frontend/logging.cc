@@ -69,15 +69,6 @@ class FdSink : public spdlog::sinks::base_sink<std::mutex> {
   int fd_;
 };
 
-const char* file_kind(mode_t mode) {
-  if (S_ISFIFO(mode)) return "a FIFO";
-  if (S_ISDIR(mode)) return "a directory";
-  if (S_ISCHR(mode)) return "a character device";
-  if (S_ISBLK(mode)) return "a block device";
-  if (S_ISSOCK(mode)) return "a socket";
-  return "a special file";
-}
-
 // Opens the log file without blocking (a plain open of a FIFO with no reader
 // blocks forever; O_NONBLOCK makes it fail or return at once) and keeps it
 // only when it is a regular file.
@@ -86,7 +77,8 @@ std::shared_ptr<spdlog::sinks::sink> file_sink(const std::string& path, std::str
   // without a reader says only "No such device or address").
   struct stat st {};
   if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
-    problem = path + " is " + file_kind(st.st_mode) + ", not a regular file";
+    const char* kind = S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISDIR(st.st_mode) ? "a directory" : "a device or socket";
+    problem = path + " is " + kind + ", not a regular file";
     return nullptr;
   }
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0600);
