@@ -79,6 +79,17 @@ TEST_CASE("config: defaults and every key") {
   CHECK_FALSE(d.value().prev_result);
 }
 
+TEST_CASE("config: the capture object takes backend like every other field") {
+  auto c = parse_config(R"({"cniVersion":"1.0.0","name":"n","capture":{"backend":"nftables","tproxyMark":"0x539"}})");
+  REQUIRE(c.ok());
+  CHECK(c.value().spec.backend == weir::FilterBackend::Nftables);
+  CHECK(c.value().spec.tproxy_mark == 0x539);
+  auto bad = parse_config(R"({"cniVersion":"1.0.0","capture":{"backend":"nft"}})");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().code == 7);
+  CHECK(bad.error().msg.find("backend") != std::string::npos);
+}
+
 TEST_CASE("config: errors carry the right code and name the problem") {
   auto code_of = [](const std::string& text) {
     auto c = parse_config(text);

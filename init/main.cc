@@ -193,9 +193,10 @@ int run_istio(int argc, char** argv) {
   if (auto s = apply_istio_env_fallbacks(app, f); !s) return fail("istio-iptables", s.error().message, kExitFailed);
 
   auto cmd = istio_command(
-      f, [] { return read_resolv_conf("/etc/resolv.conf"); },
+      f, [] { return read_nameservers("/etc/resolv.conf"); },
       [&](const std::string& netns) { return pod_is_ipv6_only(netns, f.dry_run); }, ::getuid(), ::getgid());
   if (!cmd) return fail("istio-iptables", cmd.error().message, kExitFailed);
+  for (const std::string& w : cmd->warnings) spdlog::warn("{}", w);
   if (cmd->ipv6_only_pod)
     spdlog::info("the pod has only IPv6 addresses: IPv6 rules as well, as Istio does without --dual-stack");
   if (f.reconcile) spdlog::info("--reconcile accepted: every weir apply replaces drifted rules");
