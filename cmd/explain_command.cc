@@ -39,7 +39,7 @@ std::string defaults_text() {
          "(defaults if none).";
 }
 
-class ExplainCommand : public Command {
+class ExplainCommand : public Subcommand {
  public:
   void bind(CLI::App& app) override {
     app.footer(defaults_text());
@@ -201,6 +201,6 @@ class ExplainCommand : public Command {
 
 }  // namespace
 
-std::unique_ptr<Command> make_explain_command() { return std::make_unique<ExplainCommand>(); }
+std::unique_ptr<Subcommand> make_explain_command() { return std::make_unique<ExplainCommand>(); }
 
 }  // namespace weir

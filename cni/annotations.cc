@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cni/bounded_json.h"
 #include "rules/spec_fields.h"
 
 namespace weir::cni {
@@ -97,14 +98,16 @@ using Setter = std::function<Status(CaptureSpec&, const std::string& what, const
 
 // weir.dev/dns: the DNS settings as one JSON object, besides weir.dev/dns.<key>.
 Status apply_dns_object(CaptureSpec& s, const std::string& w, const std::string& v) {
+  // Bounded: copying or printing a deeply nested value would overflow the stack.
+  auto j = parse_bounded_json(v);
+  if (!j.ok()) return bad(w, "not valid JSON: " + j.error().message);
+  if (!j->value.is_object()) return bad(w, "expected a JSON object like {\"capture\": true}");
   try {
-    auto j = nlohmann::json::parse(v);
-    if (!j.is_object()) return bad(w, "expected a JSON object like {\"capture\": true}");
-    Status st = merge_json(s, nlohmann::json{{"dns", j}}, MergeCheck::Defer);
+    Status st = merge_json(s, nlohmann::json{{"dns", std::move(j->value)}}, MergeCheck::Defer);
     if (!st.ok()) return st.error().wrap(w);
     return {};
   } catch (const nlohmann::json::exception& e) {
-    return bad(w, std::string("not valid JSON: ") + e.what());
+    return bad(w, e.what());
   }
 }
 

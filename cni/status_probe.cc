@@ -5,7 +5,7 @@
 #include <cerrno>
 #include <thread>
 
-#include "cni/status.h"
+#include "cni/status_probe.h"
 #include "kernel/iptc/filter.h"
 #include "kernel/links.h"
 

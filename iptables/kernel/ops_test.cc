@@ -322,7 +322,7 @@ TEST_CASE("ops: weir's own namespace is refused for writes before anything is to
   Fakes k;
   auto rep = apply(own(false), CaptureSpec{}, k.side);
   REQUIRE_FALSE(rep.ok());
-  CHECK(rep.error().kind == ErrorKind::InvalidArgument);
+  CHECK(rep.error().kind == ErrorKind::OwnNetns);
   CHECK(rep.error().message.find("refusing to change the network namespace weir itself runs in") != std::string::npos);
   Status c = clean(own(false), k.side);
   REQUIRE_FALSE(c.ok());
