@@ -17,14 +17,13 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include "cni/annotations.h"
 #include "cni/config.h"
 #include "cni/error_codes.h"
 #include "kernel/netns.h"
 #include "kernel/ops.h"
 #include "rules/xtables/render.h"
 #include "cni/result.h"
-#include "cni/selection.h"
+#include "cni/pod_decision.h"
 #include "cni/status.h"
 
 namespace weir::cni {
@@ -70,26 +69,18 @@ NetnsTarget target_for(const std::string& path) {
   return t;
 }
 
-// Decides for this pod; when captured, also builds the pod's spec.
-CniResult<std::optional<CaptureSpec>> decide_pod(Invocation& inv) {
-  const PluginConfig& c = inv.config;
-  auto d = decide(SelectionPolicy{c.exclude_namespaces, c.capture_without_annotations}, inv.pod.ns, c.annotations);
-  if (!d.ok()) return CniError{code::kInvalidConfig, d.error().message, ""};
-  for (const auto& w : d->warnings) spdlog::warn("pod {}: {}", inv.pod.display(), w);
-  inv.decision = d->capture ? "captured" : "skipped";
-  inv.reason = d->reason;
-  if (!d->capture) return std::optional<CaptureSpec>();
-  CaptureSpec spec = c.spec;
-  if (c.annotations) {
-    std::vector<std::string> warnings;
-    Status s = apply_annotations(spec, *c.annotations, warnings, c.proxy_gids_set);
-    for (const auto& w : warnings) spdlog::warn("pod {}: {}", inv.pod.display(), w);
-    if (!s.ok()) {
-      inv.decision = "failed";
-      return CniError{code::kInvalidConfig, s.error().message, "the pod is not captured; fix the annotation and recreate the pod"};
-    }
+// Decides for this pod (cni/pod_decision.h), logging its warnings.
+CniResult<std::optional<CaptureSpec>> decide_for(Invocation& inv) {
+  std::vector<std::string> warnings;
+  auto d = decide_pod(inv.config, inv.pod.ns, inv.config.annotations, warnings);
+  for (const auto& w : warnings) spdlog::warn("pod {}: {}", inv.pod.display(), w);
+  if (!d.ok()) {
+    inv.decision = "failed";
+    return d.error();
   }
-  return std::optional<CaptureSpec>(std::move(spec));
+  inv.decision = d.value().captured() ? "captured" : "skipped";
+  inv.reason = d.value().reason;
+  return std::move(d.value().spec);
 }
 
 CniResult<nlohmann::json> cmd_add(Invocation& inv) {
@@ -101,7 +92,7 @@ CniResult<nlohmann::json> cmd_add(Invocation& inv) {
   // not exist is an error on ADD whatever the pod.
   auto ns = open_pod_netns(inv.env.netns);
   if (!ns.ok()) return ns.error();
-  auto spec = decide_pod(inv);
+  auto spec = decide_for(inv);
   if (!spec.ok()) return spec.error();
   if (spec.value()) {
     auto report = apply(target_for(inv.env.netns), *spec.value());
@@ -143,7 +134,7 @@ CniResult<nlohmann::json> cmd_check(Invocation& inv) {
   }
   auto ns = open_pod_netns(inv.env.netns);  // before deciding, as on ADD
   if (!ns.ok()) return ns.error();
-  auto spec = decide_pod(inv);
+  auto spec = decide_for(inv);
   if (!spec.ok()) return spec.error();
   if (!spec.value()) return empty_result(inv);
   auto report = check(target_for(inv.env.netns), *spec.value());
