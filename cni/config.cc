@@ -256,6 +256,9 @@ CniResult<PluginConfig> parse_config(const std::string& text) {
     c.prev_result = *it;
   }
   if (auto e = read_annotations(j, c)) return *e;
+  auto readiness = parse_agent_readiness(j);
+  if (!readiness.ok()) return readiness.error();
+  c.agent_readiness = std::move(readiness.value());
   return c;
 }
 
