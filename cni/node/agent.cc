@@ -86,6 +86,7 @@ class Agent {
   std::string last_error_;
   Clock::time_point last_error_at_{};
   std::string config_file_;
+  InstalledBinaries binaries_;
 
   std::mutex rmu_;
   std::condition_variable rcv_;
@@ -117,20 +118,22 @@ void Agent::write_readiness(bool ready, const std::string& reason) {
 void Agent::update_readiness() {
   bool ready;
   std::string reason;
-  const bool binaries = binaries_intact(o_.node);
+  const bool binaries = binaries_intact(o_.node, &binaries_);
   {
     std::lock_guard<std::mutex> g(shared_.mu);
     if (!shared_.m.installed) reason = shared_.not_ready_reason;
     else if (!binaries) reason = "weir-cni is missing or changed in a CNI bin dir";
     else if (o_.repair != RepairMode::Off && !shared_.reconcile_ok) reason = "the last reconcile of running pods has not succeeded";
     ready = reason.empty();
-    shared_.m.ready = ready;
   }
+  // The file first: whoever sees /readyz say ready must find weir-cni STATUS agree.
   write_readiness(ready, ready ? "installed in " + o_.node.cni_conf_dir + "/" + config_file_ : reason);
+  std::lock_guard<std::mutex> g(shared_.mu);
+  shared_.m.ready = ready;
 }
 
 void Agent::install_pass(bool first, const std::string& why) {
-  auto r = install_once(o_.node, entry_);
+  auto r = install_once(o_.node, entry_, &binaries_);
   const auto now = Clock::now();
   if (!r.ok()) {
     const std::string msg = r.error().message;

@@ -60,18 +60,33 @@ Result<ojson> weir_entry(const NodeOptions& o) {
   return entry;
 }
 
-bool binaries_intact(const NodeOptions& o) {
+namespace {
+bool known_intact(const NodeOptions& o, const InstalledBinaries* known, const std::string& dir) {
+  if (!known || !known->source || fingerprint(o.plugin_binary) != known->source) return false;
+  auto it = known->copies.find(dir);
+  return it != known->copies.end() && fingerprint(dir + "/" + kPluginType) == it->second;
+}
+}  // namespace
+
+bool binaries_intact(const NodeOptions& o, const InstalledBinaries* known) {
   for (const auto& d : o.cni_bin_dirs) {
+    if (known_intact(o, known, d)) continue;
     if (!same_content(o.plugin_binary, d + "/" + kPluginType)) return false;
   }
   return true;
 }
 
-Result<InstallOutcome> install_once(const NodeOptions& o, const ojson& entry) {
+Result<InstallOutcome> install_once(const NodeOptions& o, const ojson& entry, InstalledBinaries* known) {
   InstallOutcome out;
   for (const auto& d : o.cni_bin_dirs) {
+    if (known_intact(o, known, d)) continue;
+    auto source = fingerprint(o.plugin_binary);
     auto copied = install_binary(o.plugin_binary, d);
     if (!copied.ok()) return copied.error().wrap("install " + o.plugin_binary + " into " + d);
+    if (known) {
+      known->source = source;
+      if (auto fp = fingerprint(d + "/" + kPluginType)) known->copies[d] = *fp;
+    }
     if (copied.value()) {
       auto v = run_version(d + "/" + kPluginType);
       if (!v.ok()) return v.error().wrap("the installed copy in " + d + " does not run");

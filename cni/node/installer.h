@@ -3,6 +3,7 @@
 // afresh, so each is idempotent and safe to repeat after any change.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -10,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cni/node/conf_files.h"
+#include "cni/node/node_files.h"
 #include "rules/error.h"
 
 namespace weir::node {
@@ -41,13 +43,23 @@ struct InstallOutcome {
   std::vector<std::string> skipped;   // config files passed over (unparsable)
 };
 
+// The copies weir-node made, remembered so that checking them needs a stat,
+// not a read of every byte: a copy is intact while its fingerprint is the one
+// it had right after the copy (and the source's is unchanged).
+struct InstalledBinaries {
+  std::optional<FileFingerprint> source;
+  std::map<std::string, FileFingerprint> copies;  // bin dir -> fingerprint after copy
+};
+
 // Copies the binary into every bin dir (when not already identical) and asks
 // each installed copy its VERSION, then puts weir's entry in place. The binary
 // goes first, so no config ever names a missing plugin.
-Result<InstallOutcome> install_once(const NodeOptions& o, const nlohmann::ordered_json& entry);
+// With `known`, a copy whose fingerprint is unchanged is not read again.
+Result<InstallOutcome> install_once(const NodeOptions& o, const nlohmann::ordered_json& entry, InstalledBinaries* known = nullptr);
 
-// True when every bin dir holds a copy identical to the plugin binary.
-bool binaries_intact(const NodeOptions& o);
+// True when every bin dir holds a copy identical to the plugin binary (by
+// fingerprint when `known` remembers it, else by content).
+bool binaries_intact(const NodeOptions& o, const InstalledBinaries* known = nullptr);
 
 struct UninstallOutcome {
   std::vector<std::string> changes;

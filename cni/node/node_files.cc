@@ -154,6 +154,14 @@ Status apply_changes(const std::string& dir, const std::vector<FileChange>& chan
   return {};
 }
 
+std::optional<FileFingerprint> fingerprint(const std::string& path) {
+  struct stat st{};
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  return FileFingerprint{static_cast<unsigned long long>(st.st_dev), static_cast<unsigned long long>(st.st_ino),
+                         static_cast<long long>(st.st_size), static_cast<long long>(st.st_mtim.tv_sec),
+                         static_cast<long long>(st.st_mtim.tv_nsec)};
+}
+
 bool same_content(const std::string& source, const std::string& installed) {
   struct stat a{}, b{};
   if (::stat(source.c_str(), &a) != 0 || ::stat(installed.c_str(), &b) != 0) return false;

@@ -5,6 +5,7 @@
 // fsynced, given the old file's mode and owner, and renamed over it.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,15 @@ Status write_file_atomic(const std::string& dir, const std::string& name, const 
 // Applies an install or uninstall plan's changes in order; stops at the first
 // failure (what was applied stays: each change leaves a usable directory).
 Status apply_changes(const std::string& dir, const std::vector<FileChange>& changes);
+
+// What identifies a file's content without reading it: any write in place
+// changes the mtime, any rename the inode.
+struct FileFingerprint {
+  unsigned long long dev = 0, ino = 0;
+  long long size = 0, mtime_sec = 0, mtime_nsec = 0;
+  bool operator==(const FileFingerprint&) const = default;
+};
+std::optional<FileFingerprint> fingerprint(const std::string& path);
 
 // Copies `source` to bin_dir/weir-cni atomically (0755, fsync, rename) unless
 // an identical copy is already there. Returns whether it copied.
