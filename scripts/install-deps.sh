@@ -9,6 +9,10 @@ pkgs=(
   libnl-3-dev libnl-route-3-dev
   nlohmann-json3-dev libcli11-dev libspdlog-dev doctest-dev
   iptables iproute2 containernetworking-plugins python3 python3-yaml procps util-linux
+  # weir-node: the CRI client (gRPC C++ and protobuf), /readyz and /metrics
+  # (cpp-httplib), and a private containerd for its end-to-end test.
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libcpp-httplib-dev
+  containerd runc busybox-static
 )
 
 missing=()
