@@ -133,6 +133,7 @@ void Agent::update_readiness() {
 }
 
 void Agent::install_pass(bool first, const std::string& why) {
+  watch_dirs();  // a directory deleted and made again needs a new watch
   auto r = install_once(o_.node, entry_, &binaries_);
   const auto now = Clock::now();
   if (!r.ok()) {
