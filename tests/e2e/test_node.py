@@ -279,7 +279,8 @@ def test_run(root):
         check("run before any primary: writes no config", n.files() == [], n.files())
         code, _ = n.http("/readyz")
         check("run before any primary: /readyz is 503", code == 503, code)
-        t = n.wait(lambda: n.binaries_intact(), timeout=3)
+        # The first copy of the (unstripped, ~30 MB) test build into two dirs, fsynced: not a repair budget.
+        t = n.wait(lambda: n.binaries_intact(), timeout=15, step=0.05)
         check("run: binaries installed even before the primary", t is not None)
 
         n.write("10-calico.conflist", CALICO)
