@@ -273,6 +273,8 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   setup_logging(f.log_level);
+  // A plugin binary that exits before reading its VERSION stdin must not kill the agent.
+  ::signal(SIGPIPE, SIG_IGN);
   try {
     if (install->parsed()) return cmd_install(f);
     if (uninstall_cmd->parsed()) return cmd_uninstall(f);
