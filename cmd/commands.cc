@@ -70,7 +70,7 @@ void print_plan(const RulePlan& p, const OutputFlag& output, RenderOptions opts 
   }
 }
 
-class PlanCommand : public Command {
+class PlanCommand : public Subcommand {
  public:
   void bind(CLI::App& app) override {
     flags_.bind(app);
@@ -88,7 +88,7 @@ class PlanCommand : public Command {
   OutputFlag output_;
 };
 
-class ApplyCommand : public Command {
+class ApplyCommand : public Subcommand {
  public:
   void bind(CLI::App& app) override {
     netns_.bind(app, true, true);
@@ -132,7 +132,7 @@ nlohmann::json to_json(const PlanDiff& d) {
   return {{"inSync", d.empty()}, {"diff", lines}};
 }
 
-class CheckCommand : public Command {
+class CheckCommand : public Subcommand {
  public:
   void bind(CLI::App& app) override {
     netns_.bind(app, true, false);
@@ -162,7 +162,7 @@ class CheckCommand : public Command {
   CaptureFlags flags_;
 };
 
-class CleanCommand : public Command {
+class CleanCommand : public Subcommand {
  public:
   void bind(CLI::App& app) override { netns_.bind(app, true, true); }
   Result<int> run() override {
@@ -177,7 +177,7 @@ class CleanCommand : public Command {
   NetnsFlags netns_;
 };
 
-class ShowCommand : public Command {
+class ShowCommand : public Subcommand {
  public:
   void bind(CLI::App& app) override {
     netns_.bind(app, true, false);
@@ -204,10 +204,10 @@ class ShowCommand : public Command {
 
 }  // namespace
 
-std::unique_ptr<Command> make_plan_command() { return std::make_unique<PlanCommand>(); }
-std::unique_ptr<Command> make_apply_command() { return std::make_unique<ApplyCommand>(); }
-std::unique_ptr<Command> make_check_command() { return std::make_unique<CheckCommand>(); }
-std::unique_ptr<Command> make_clean_command() { return std::make_unique<CleanCommand>(); }
-std::unique_ptr<Command> make_show_command() { return std::make_unique<ShowCommand>(); }
+std::unique_ptr<Subcommand> make_plan_command() { return std::make_unique<PlanCommand>(); }
+std::unique_ptr<Subcommand> make_apply_command() { return std::make_unique<ApplyCommand>(); }
+std::unique_ptr<Subcommand> make_check_command() { return std::make_unique<CheckCommand>(); }
+std::unique_ptr<Subcommand> make_clean_command() { return std::make_unique<CleanCommand>(); }
+std::unique_ptr<Subcommand> make_show_command() { return std::make_unique<ShowCommand>(); }
 
 }  // namespace weir

@@ -40,7 +40,7 @@ bool is_loopback(const Cidr& c) {
   return c == *parse_cidr("::1");
 }
 
-class ExplainCommand : public Command {
+class ExplainCommand : public Subcommand {
  public:
   void bind(CLI::App& app) override {
     app.footer(
@@ -209,6 +209,6 @@ class ExplainCommand : public Command {
 
 }  // namespace
 
-std::unique_ptr<Command> make_explain_command() { return std::make_unique<ExplainCommand>(); }
+std::unique_ptr<Subcommand> make_explain_command() { return std::make_unique<ExplainCommand>(); }
 
 }  // namespace weir

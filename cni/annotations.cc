@@ -8,6 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cni/bounded_json.h"
+
 namespace weir::cni {
 
 namespace {
@@ -148,14 +150,15 @@ const std::map<std::string, Setter>& weir_setters() {
       {"dropInvalid", [](CaptureSpec& s, const std::string& w, const std::string& v) { return assign(parse_bool(w, v), s.drop_invalid); }},
       // The DNS settings are an object; the annotation holds it as JSON text.
       {"dns", [](CaptureSpec& s, const std::string& w, const std::string& v) -> Status {
+         auto j = parse_bounded_json(v);
+         if (!j.ok()) return bad(w, "not valid JSON: " + j.error().message);
+         if (!j->value.is_object()) return bad(w, "expected a JSON object like {\"capture\": true}");
          try {
-           auto j = nlohmann::json::parse(v);
-           if (!j.is_object()) return bad(w, "expected a JSON object like {\"capture\": true}");
-           Status st = merge_json(s, nlohmann::json{{"dns", j}});
+           Status st = merge_json(s, nlohmann::json{{"dns", std::move(j->value)}});
            if (!st.ok()) return st.error().wrap(w);
            return {};
          } catch (const nlohmann::json::exception& e) {
-           return bad(w, std::string("not valid JSON: ") + e.what());
+           return bad(w, e.what());
          }
        }},
   };

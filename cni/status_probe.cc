@@ -11,7 +11,7 @@ extern "C" {
 }
 
 #include "kernel/backend.h"
-#include "cni/status.h"
+#include "cni/status_probe.h"
 
 namespace weir::cni {
 

@@ -301,7 +301,7 @@ TEST_CASE("ops: refuses weir's own namespace, a non-netns path and a missing one
   NetnsTarget own{"/proc/self/ns/net"};
   auto r = apply(own, default_spec());
   REQUIRE_FALSE(r.ok());
-  CHECK(r.error().kind == ErrorKind::InvalidArgument);
+  CHECK(r.error().kind == ErrorKind::OwnNetns);
   CHECK(r.error().message.find("refusing to change the network namespace weir itself runs in") != std::string::npos);
   Status c = clean(own);
   REQUIRE_FALSE(c.ok());

@@ -20,7 +20,7 @@ Result<Netns> open_target(const NetnsTarget& t, bool writes) {
     auto self = Netns::current();
     if (!self) return self.error();
     if (ns->same_as(*self))
-      return Error{ErrorKind::InvalidArgument, "refusing to change the network namespace weir itself runs in (" +
+      return Error{ErrorKind::OwnNetns, "refusing to change the network namespace weir itself runs in (" +
                                                    t.netns_path + "); pass --netns self to mean it",
                    0};
   }
@@ -100,6 +100,20 @@ void link_warnings(const CaptureSpec& spec, const std::string& where, std::vecto
 }
 
 }  // namespace
+
+Status open_target(const NetnsTarget& t) {
+  auto ns = open_target(t, true);
+  if (!ns) return ns.error();
+  return {};
+}
+
+Status in_netns(const NetnsTarget& t, const std::function<Status()>& fn, bool* entered) {
+  if (entered) *entered = false;
+  auto session = begin(t, false);
+  if (!session) return session.error();
+  if (entered) *entered = true;
+  return fn();
+}
 
 Result<ApplyReport> apply(const NetnsTarget& t, const CaptureSpec& spec, Backend* backend) {
   if (Status s = validate(spec); !s) return s.error();

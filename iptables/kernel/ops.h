@@ -4,6 +4,7 @@
 // delegates to a Backend.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,19 @@ struct ApplyReport {
   RulePlan plan;                      // what was installed
   std::vector<std::string> warnings;  // e.g. "excluded interface eth7 does not exist"
 };
+
+// Opens the target as apply() and clean() do before they act, and changes
+// nothing: NetnsNotFound when it does not exist, InvalidArgument when it is
+// not a network namespace, OwnNetns when it is the caller's own and
+// allow_own_netns is not set.
+Status open_target(const NetnsTarget& t);
+
+// Runs `fn` with the calling thread inside the target's namespace (opened as
+// check() opens it; no lock: for readers, e.g. a validation that dials from
+// inside, or reading the pod's addresses) and brings the thread back before
+// returning. The error of entering, or fn's own. `entered` (if given) says
+// whether fn ran.
+Status in_netns(const NetnsTarget& t, const std::function<Status()>& fn, bool* entered = nullptr);
 
 // Validates the spec, plans it, and installs the plan in the target namespace.
 // Error (and nothing changed) when the spec asks for IPv6 and the namespace has

@@ -325,7 +325,7 @@ def main():
             ok, rep = captured(tb, cd.pods["early"][1])
             check("repaired pod: connection lands on 15001 again", ok, rep)
 
-            # --repair report (the agent stopped, entry kept, so nothing else repairs).
+            # --repair report (the agent stopped and uninstalled: nothing else repairs).
             agent.send_signal(signal.SIGTERM)
             agent.wait(timeout=20)
             agent = None
@@ -365,7 +365,8 @@ def main():
             except (OSError, AttributeError):
                 pass
             if m:
-                print(f"     reconcile pass over {total} pods: {float(m.group(1)):.1f} ms (first, with repairs none expected)"
+                repaired = re.search(r"repaired=(\d+)", m.group(0)).group(1)
+                print(f"     reconcile pass over {total} pods: {float(m.group(1)):.1f} ms (first, repairing {repaired} in place)"
                       + (f", {float(m2.group(1)):.1f} ms (steady)" if m2 else "") + f"; agent peak RSS {hwm} kB")
 
             # Uninstall while pods run: every Stop/Remove (so every DEL) succeeds.

@@ -1,4 +1,4 @@
-#include "cni/status.h"
+#include "cni/status_probe.h"
 
 #include <algorithm>
 
