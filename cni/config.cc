@@ -250,6 +250,9 @@ CniResult<PluginConfig> config_from_json(const nlohmann::json& j) {
     c.prev_result = *it;
   }
   if (auto e = read_annotations(j, c)) return *e;
+  auto readiness = parse_agent_readiness(j);
+  if (!readiness.ok()) return readiness.error();
+  c.agent_readiness = std::move(readiness.value());
   return c;
 }
 

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cni/agent_readiness.h"
 #include "cni/error_codes.h"
 #include "rules/spec.h"
 
@@ -82,6 +83,8 @@ struct PluginConfig {
   std::optional<nlohmann::json> prev_result;
   // The pod's annotations; nullopt when the runtime passed none.
   std::optional<std::map<std::string, std::string>> annotations;
+  // Set by weir-node in the entry it writes: STATUS fails while it is not ready.
+  std::optional<AgentReadiness> agent_readiness;
   // TODO(issue: Kubernetes API look-up): a "kubernetes" object (kubeconfig,
   // timeout) so pods whose runtime passes no annotations can be looked up.
   // Documented in README.md as reserved; today its presence is an error so a

@@ -143,6 +143,7 @@ CniResult<nlohmann::json> cmd_status(Invocation& inv) {
   if (compare_versions(inv.config.cni_version, "1.1.0") < 0) {
     return CniError{code::kIncompatibleVersion, "cniVersion " + inv.config.cni_version + " does not allow STATUS", "STATUS needs 1.1.0"};
   }
+  if (auto e = check_agent_ready(inv.config.agent_readiness)) return *e;
   if (Status s = inv.kernel.probe(inv.config.spec); !s.ok()) {
     return CniError{code::kPluginNotAvailable, "weir cannot program netfilter rules on this node", s.error().message};
   }

@@ -11,6 +11,10 @@ pkgs=(
   nftables  # tests only: they look at what weir did with nft; weir never runs it
   nlohmann-json3-dev libcli11-dev libspdlog-dev doctest-dev
   iptables iproute2 containernetworking-plugins python3 python3-yaml procps util-linux
+  # weir-node: the CRI client (gRPC C++ and protobuf), /readyz and /metrics
+  # (cpp-httplib), and a private containerd for its end-to-end test.
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libcpp-httplib-dev
+  containerd runc busybox-static
 )
 
 missing=()
