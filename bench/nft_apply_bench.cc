@@ -28,7 +28,7 @@
 #include <string>
 #include <vector>
 
-#include "kernel/backend.h"
+#include "kernel/iptc/filter.h"
 #include "kernel/netns.h"
 #include "kernel/nft/filter.h"
 #include "rules/nft/ruleset.h"
@@ -138,7 +138,8 @@ int main(int argc, char** argv) {
                          " chain p { type nat hook prerouting priority -100; }\n}\n";
 
   auto nft = weir::make_nft_filter();
-  auto iptc = weir::make_iptc_backend();
+  weir::IptcFilter iptc_filter;
+  auto* iptc = &iptc_filter;
   std::vector<double> t_nft, t_iptc, t_nftf, t_nft_again, t_nftf_create, t_nft_warm, t_nft_change, t_probe, t_proc,
       t_true;
   // A whole process applying with the nftables filter, as a CNI plugin would
@@ -169,7 +170,7 @@ int main(int argc, char** argv) {
           t_nft_again.push_back(again);
         }
       } else if (which == 1) {
-        double ms = timed_in(b, [&] { return iptc->apply(plan).ok(); }, &ok);
+        double ms = timed_in(b, [&] { return iptc->apply(weir::capture_policy(spec), {weir::Family::V4, weir::Family::V6}).ok(); }, &ok);
         if (ok && measured) t_iptc.push_back(ms);
       } else if (which == 2 || which == 3) {
         int fd = open(("/var/run/netns/" + (which == 2 ? c : d)).c_str(), O_RDONLY | O_CLOEXEC);

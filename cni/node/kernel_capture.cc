@@ -6,10 +6,10 @@
 namespace weir::node {
 namespace {
 
-bool has_rules(const RulePlan& p) {
-  for (const auto& rs : p.rulesets) {
-    for (const auto& t : rs.tables) {
-      if (!t.chains.empty()) return true;
+bool has_rules(const CapturePolicy& p) {
+  for (const auto& fp : p.families) {
+    for (const auto& sp : fp.stages) {
+      if (!sp.chains.empty()) return true;
     }
   }
   return !p.routes.empty();

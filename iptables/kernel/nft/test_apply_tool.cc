@@ -18,7 +18,8 @@
 
 #include "kernel/netns.h"
 #include "kernel/nft/filter.h"
-#include "kernel/routes.h"
+#include "kernel/links.h"
+#include "kernel/routing.h"
 #include "rules/plan.h"
 
 using namespace weir;
@@ -62,10 +63,12 @@ int main(int argc, char** argv) {
 
   const CapturePolicy policy = capture_policy(spec);
   auto filter = make_nft_filter();
+  NetlinkRouting routes;
+  NetlinkLinks links;
   if (clean) {
     if (auto r = filter->apply(CapturePolicy{}, {Family::V4, Family::V6}); !r) return fail(r.error().message);
     for (const PolicyRoute& r : policy.routes)
-      if (Status st = routes::remove(r); !st.ok()) return fail(st.error().message);
+      if (Status st = routes.remove(r); !st.ok()) return fail(st.error().message);
     std::puts("ok");
     return 0;
   }
@@ -73,10 +76,10 @@ int main(int argc, char** argv) {
     if (Status st = filter->probe(policy); !st.ok()) return fail("probe: " + st.error().message);
   if (auto r = filter->apply(policy, {Family::V4, Family::V6}); !r) return fail(r.error().message);
   for (const PolicyRoute& r : policy.routes)
-    if (Status st = routes::install(r); !st.ok()) return fail(st.error().message);
+    if (Status st = routes.install(r); !st.ok()) return fail(st.error().message);
   for (const FamilyPolicy& f : policy.families)
     if (f.family == Family::V6)
-      if (auto added = routes::add_lo_address(passthrough_addr(Family::V6)); !added) return fail(added.error().message);
+      if (auto added = links.add_lo_address(passthrough_addr(Family::V6)); !added) return fail(added.error().message);
   std::puts("ok");
   return 0;
 }
