@@ -13,6 +13,7 @@
 #include "rules/diff.h"
 #include "kernel/netns.h"
 #include "kernel/ops.h"
+#include "rules/nft/ruleset.h"
 #include "rules/plan.h"
 #include "rules/xtables/render.h"
 
@@ -93,6 +94,18 @@ class PlanCommand : public Subcommand {
   Result<int> run() override {
     Result<CaptureSpec> spec = flags_.build();
     if (!spec) return spec.error();
+    // auto plans the iptables form (a plan has no kernel to probe); the
+    // nftables form is one flag away. Both are the same capture policy.
+    if (spec->backend == FilterBackend::Nftables) {
+      const CapturePolicy policy = capture_policy(*spec);
+      if (Status s = nft::check(policy); !s) return s.error();
+      if (output_.json()) {
+        std::cout << nft::render_json(policy).dump(2) << '\n';
+      } else {
+        std::cout << "# weir: nftables rules (nft -f input)\n" << nft::render_text(policy);
+      }
+      return kExitOk;
+    }
     print_plan(plan(*spec), output_);
     return kExitOk;
   }
@@ -116,8 +129,9 @@ class ApplyCommand : public Subcommand {
     Result<ApplyReport> report = apply(in->target, in->spec);
     if (!report) return report.error();
     for (const std::string& w : report->warnings) spdlog::warn("{}", w);
-    spdlog::info("applied {} rules to {}", count_rules(report->plan), in->target.netns_path);
-    spdlog::debug("apply took {:.3f} ms (lock, enter, plan, one libiptc commit per changed table)",
+    spdlog::info("applied {} rules to {} with the {} backend", count_rules(report->plan), in->target.netns_path,
+                 report->backend);
+    spdlog::debug("apply took {:.3f} ms (lock, enter, plan, filter transaction, routes)",
                   std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
     return kExitOk;
   }
@@ -196,14 +210,19 @@ class ShowCommand : public Subcommand {
   Result<int> run() override {
     Result<NetnsTarget> t = netns_.target();
     if (!t) return t.error();
-    Result<RulePlan> live = show(*t);
+    Result<ShowReport> live = show(*t);
     if (!live) return live.error();
-    if (live->rulesets.empty() && live->routes.empty() && !output_.json()) {
+    if (live->rules.rulesets.empty() && live->rules.routes.empty() && !output_.json()) {
       // Silence would read as "nothing printed"; say what was found.
       std::cout << "# weir: no weir rules in " << t->netns_path << " (nothing of weir's is installed there)\n";
       return kExitOk;
     }
-    print_plan(*live, output_, RenderOptions{.counters = true});
+    if (!output_.json()) std::cout << "# weir: rules read from the " << live->backend << " backend\n";
+    if (live->backend == std::string("nftables") && !output_.json()) {
+      std::cout << nft::render_text(live->live);
+      return kExitOk;
+    }
+    print_plan(live->rules, output_, RenderOptions{.counters = true});
     return kExitOk;
   }
 

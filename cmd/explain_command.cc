@@ -103,10 +103,10 @@ class ExplainCommand : public Subcommand {
     } else {
       Result<NetnsTarget> t = netns_.target();
       if (!t) return t.error();
-      Result<RulePlan> live = show(*t);
+      Result<ShowReport> live = show(*t);
       if (!live) return live.error();
-      rules = xtables::raise(*live);  // bridge until show() returns a CapturePolicy
-      source = "live rules of " + t->netns_path;
+      rules = std::move(live->live);
+      source = "live rules of " + t->netns_path + " (" + live->backend + " backend)";
     }
     // A family without rules is an answer, not an error: "why does my IPv6
     // traffic bypass the proxy?" -- because weir installed no IPv6 rules.

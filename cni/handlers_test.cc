@@ -34,7 +34,7 @@ class FakeKernel : public KernelOps {
     if (netns_error) return *netns_error;
     if (apply_error) return *apply_error;
     applied = spec;
-    return ApplyReport{{}, apply_warnings};
+    return ApplyReport{"iptables", {}, apply_warnings};
   }
   Result<CheckReport> check(const NetnsTarget& t, const CaptureSpec& spec) override {
     calls.push_back("check " + t.netns_path);

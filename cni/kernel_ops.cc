@@ -4,6 +4,8 @@
 #include "cni/status_probe.h"
 #include "kernel/ops.h"
 
+#include <spdlog/spdlog.h>
+
 namespace weir::cni {
 namespace {
 
@@ -13,7 +15,12 @@ class OpsKernel final : public KernelOps {
   Result<ApplyReport> apply(const NetnsTarget& t, const CaptureSpec& spec) override { return weir::apply(t, spec); }
   Result<CheckReport> check(const NetnsTarget& t, const CaptureSpec& spec) override { return weir::check(t, spec); }
   Status clean(const NetnsTarget& t) override { return weir::clean(t); }
-  Status probe(const CaptureSpec& spec) override { return probe_kernel(spec); }
+  Status probe(const CaptureSpec& spec) override {
+    std::string backend;
+    Status s = probe_kernel(spec, &backend);
+    if (s) spdlog::info("STATUS: the {} backend takes weir's rules on this node", backend);
+    return s;
+  }
 };
 
 }  // namespace

@@ -26,10 +26,12 @@ struct TableProbe {
 // Pure; tested without root.
 Result<std::vector<TableProbe>> tables_to_probe(const CaptureSpec& spec, bool kernel_has_ipv6);
 
-// Creates a network namespace private to a short-lived thread and opens each
-// table of tables_to_probe() there through libiptc. The namespace disappears
-// with the thread. Error when one fails (no privilege, no kernel support): the
-// runtime then reports code 50.
-Status probe_kernel(const CaptureSpec& spec);
+// Creates a network namespace private to a short-lived thread and asks ops
+// there which packet filter takes the spec's rules (the spec's backend, or
+// auto: nftables, then legacy iptables); its name goes to `backend`. The
+// namespace disappears with the thread. Error when none does (no privilege,
+// no kernel support), naming why each was refused: the runtime then reports
+// code 50.
+Status probe_kernel(const CaptureSpec& spec, std::string* backend = nullptr);
 
 }  // namespace weir::cni

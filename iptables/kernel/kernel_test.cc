@@ -886,7 +886,7 @@ TEST_CASE("read: counters count real packets") {
   sh(ns.exec("timeout 2 bash -c 'echo > /dev/tcp/198.18.0.1/8080' "));
   auto live = show(ns.target());
   REQUIRE(live.ok());
-  const Ruleset* v4 = live->find(Family::V4);
+  const Ruleset* v4 = live->rules.find(Family::V4);
   REQUIRE(v4);
   const Chain* out = v4->find("nat")->find("OUTPUT");
   REQUIRE(out);

@@ -1,10 +1,13 @@
 #include "kernel/ops.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <memory>
 #include <cerrno>
 #include <optional>
 
 #include "kernel/iptc/filter.h"
+#include "kernel/nft/filter.h"
 #include "kernel/netns.h"
 #include "rules/plan.h"
 #include "rules/xtables/lower.h"
@@ -51,20 +54,89 @@ Result<Session> begin(const NetnsTarget& t, bool writes) {
   return s;
 }
 
-// The libiptc filter, rtnetlink and /proc: what front ends get.
-struct RealKernel {
-  IptcFilter iptc;
-  NetlinkRouting routing;
-  NetlinkLinks links;
-  KernelSide side{{&iptc}, routing, links};
+// A filter a test has declared unavailable (WEIR_TEST_UNAVAILABLE_BACKEND):
+// every call answers Unsupported and nothing reaches the kernel interface,
+// as on a node whose kernel lacks it (RHEL 10 has no legacy xtables).
+class UnavailableFilter final : public PacketFilter {
+ public:
+  explicit UnavailableFilter(const char* name) : name_(name) {}
+  const char* name() const override { return name_; }
+  Status probe(const CapturePolicy&) override { return missing(); }
+  Result<CapturePolicy> apply(const CapturePolicy&, const std::vector<Family>&) override { return missing(); }
+  Result<CapturePolicy> read(const std::vector<Family>&) override { return missing(); }
+  CapturePolicy canonical(const CapturePolicy& p) const override { return p; }
+
+ private:
+  Error missing() const {
+    return Error{ErrorKind::Unsupported,
+                 std::string(name_) + " is unavailable (WEIR_TEST_UNAVAILABLE_BACKEND, a test switch)", 0};
+  }
+  const char* name_;
 };
 
-// The filter this operation works with. Today the first candidate; the
-// nftables filter adds choosing by probe() here.
-Result<PacketFilter*> choose_filter(const KernelSide& kernel) {
-  if (kernel.filters.empty() || !kernel.filters.front())
-    return Error{ErrorKind::Internal, "no packet filter to work with", 0};
-  return kernel.filters.front();
+bool test_says_unavailable(const char* name) {
+  // Test-only, documented in kernel/README.md: a comma-separated list of
+  // backends to treat as missing from the kernel.
+  const char* v = std::getenv("WEIR_TEST_UNAVAILABLE_BACKEND");
+  if (!v) return false;
+  const std::string list = std::string(",") + v + ",";
+  return list.find(std::string(",") + name + ",") != std::string::npos;
+}
+
+// The nftables and libiptc filters (in auto's order of preference),
+// rtnetlink and /proc: what front ends get.
+struct RealKernel {
+  std::unique_ptr<PacketFilter> nft = test_says_unavailable("nftables")
+                                          ? std::unique_ptr<PacketFilter>(new UnavailableFilter("nftables"))
+                                          : make_nft_filter();
+  std::unique_ptr<PacketFilter> iptc = test_says_unavailable("iptables")
+                                           ? std::unique_ptr<PacketFilter>(new UnavailableFilter("iptables"))
+                                           : std::unique_ptr<PacketFilter>(new IptcFilter());
+  NetlinkRouting routing;
+  NetlinkLinks links;
+  KernelSide side{{nft.get(), iptc.get()}, routing, links};
+};
+
+// The filters the spec lets this operation use, in order of preference:
+// `auto` takes every filter the kernel side has; `nftables` or `iptables`
+// only that one.
+Result<std::vector<PacketFilter*>> candidates(const KernelSide& kernel, FilterBackend wanted) {
+  std::vector<PacketFilter*> out;
+  for (PacketFilter* f : kernel.filters) {
+    if (!f) continue;
+    if (wanted == FilterBackend::Auto || std::string(f->name()) == to_string(wanted)) out.push_back(f);
+  }
+  if (out.empty())
+    return Error{ErrorKind::Unsupported, std::string("weir has no ") + to_string(wanted) + " packet filter here", 0};
+  return out;
+}
+
+// weir's rules of the given families in `f`, or nothing when the filter
+// cannot be read here (its kernel interface is missing).
+std::optional<CapturePolicy> rules_in(PacketFilter& f, const std::vector<Family>& fams) {
+  auto live = f.read(fams);
+  if (!live) return std::nullopt;
+  std::erase_if(live->families, [](const FamilyPolicy& fp) { return fp.stages.empty(); });
+  live->routes.clear();
+  if (live->families.empty()) return std::nullopt;
+  return std::move(*live);
+}
+
+// For readers (check, show): the filter whose rules are live, in order of
+// preference; with none live, the first candidate that can be read.
+Result<PacketFilter*> filter_in_use(const KernelSide& kernel, FilterBackend wanted, const std::vector<Family>& fams) {
+  auto cands = candidates(kernel, wanted);
+  if (!cands) return cands.error();
+  if (cands->size() == 1) return cands->front();
+  for (PacketFilter* f : *cands)
+    if (rules_in(*f, fams)) return f;
+  std::string why;
+  for (PacketFilter* f : *cands) {
+    auto live = f->read(fams);
+    if (live) return f;
+    why += std::string(why.empty() ? "" : "; ") + f->name() + ": " + live.error().message;
+  }
+  return Error{ErrorKind::Unsupported, "no packet filter can be read here (" + why + ")", 0};
 }
 
 bool contains(const std::vector<Family>& fams, Family f) { return std::find(fams.begin(), fams.end(), f) != fams.end(); }
@@ -244,8 +316,8 @@ Result<ApplyReport> apply(const NetnsTarget& t, const CaptureSpec& spec, KernelS
   if (Status s = validate(spec); !s) return s.error();
   auto session = begin(t, true);
   if (!session) return session.error();
-  auto filter = choose_filter(kernel);
-  if (!filter) return filter.error();
+  auto cands = candidates(kernel, spec.backend);
+  if (!cands) return cands.error();
   ApplyReport report;
   auto fams = usable_families(spec, t.netns_path, kernel.links, &report.warnings);
   if (!fams) return fams.error();
@@ -253,8 +325,36 @@ Result<ApplyReport> apply(const NetnsTarget& t, const CaptureSpec& spec, KernelS
   auto rules = xtables::lower(wanted);  // what the report shows (plan() does the same)
   if (!rules) return rules.error();
   report.plan = std::move(*rules);
-  Transaction tx{kernel, **filter, all_families(kernel.links), false, &report.warnings, t.netns_path};
-  if (Status s = tx.run(wanted, true); !s) return s.error().wrap("apply in netns " + t.netns_path);
+  // auto: the first filter whose kernel interface takes the rules. A filter
+  // that is missing or lacks something answers Unsupported, having changed
+  // nothing (each transaction is all or nothing); any other error is final.
+  PacketFilter* used = nullptr;
+  std::string refused;
+  for (PacketFilter* f : *cands) {
+    Transaction tx{kernel, *f, all_families(kernel.links), false, &report.warnings, t.netns_path};
+    Status s = tx.run(wanted, true);
+    if (s) {
+      used = f;
+      break;
+    }
+    if (s.error().kind != ErrorKind::Unsupported || cands->size() == 1)
+      return s.error().wrap("apply in netns " + t.netns_path);
+    refused += std::string(refused.empty() ? "" : "; ") + f->name() + ": " + s.error().message;
+  }
+  if (!used)
+    return Error{ErrorKind::Unsupported,
+                 "apply in netns " + t.netns_path + ": no packet filter takes weir's rules (" + refused + ")", 0};
+  report.backend = used->name();
+  // Migration: only after the new rules are committed, weir's rules leave
+  // the other filters (a pod moved from iptables to nftables, or back). A
+  // filter whose kernel interface is missing has nothing to remove.
+  for (PacketFilter* other : kernel.filters) {
+    if (!other || other == used) continue;
+    auto removed = other->apply(CapturePolicy{}, all_families(kernel.links));
+    if (!removed && removed.error().kind != ErrorKind::Unsupported)
+      report.warnings.push_back(std::string("weir's rules in the ") + other->name() +
+                                " backend were not removed: " + removed.error().message);
+  }
   link_warnings(spec, t.netns_path, kernel.links, report.warnings);
   return report;
 }
@@ -263,43 +363,73 @@ Result<CheckReport> check(const NetnsTarget& t, const CaptureSpec& spec, KernelS
   if (Status s = validate(spec); !s) return s.error();
   auto session = begin(t, false);
   if (!session) return session.error();
-  auto filter = choose_filter(kernel);
-  if (!filter) return filter.error();
   auto fams = usable_families(spec, t.netns_path, kernel.links, nullptr);
   if (!fams) return fams.error();
+  const std::vector<Family> every = all_families(kernel.links);
+  auto filter = filter_in_use(kernel, spec.backend, every);
+  if (!filter) return filter.error().wrap("check netns " + t.netns_path);
   CheckReport report;
+  report.backend = (*filter)->name();
   // At the filter's granularity, as it reads its rules back.
   report.wanted = (*filter)->canonical(restrict_to(capture_policy(spec), *fams));
   // Every family, not only the spec's: weir rules of a family the spec no
   // longer wants are drift too (apply would remove them).
-  auto live = read_live(kernel, **filter, all_families(kernel.links));
+  auto live = read_live(kernel, **filter, every);
   if (!live) return live.error().wrap("read netns " + t.netns_path);
   report.live = order_like(*live, report.wanted);
   report.diff = diff(report.wanted, report.live);
+  // weir's rules in another filter too: apply would remove them.
+  for (PacketFilter* other : kernel.filters) {
+    if (!other || other == *filter) continue;
+    if (rules_in(*other, every))
+      report.diff.lines.push_back(DiffLine{DiffLine::Extra, std::string(other->name()) + " backend", "",
+                                           std::string("weir's rules are also in the ") + other->name() +
+                                               " backend (apply with " + (*filter)->name() + " removes them)"});
+  }
   return report;
 }
 
 Status clean(const NetnsTarget& t, KernelSide& kernel) {
   auto session = begin(t, true);
   if (!session) return session.error();
-  auto filter = choose_filter(kernel);
-  if (!filter) return filter.error();
-  Transaction tx{kernel, **filter, all_families(kernel.links), true, nullptr, t.netns_path};
-  if (Status s = tx.run(CapturePolicy{}, false); !s) return s.error().wrap("clean netns " + t.netns_path);
+  // Every filter: weir's rules may be in any of them (a migration, a
+  // backend pinned by an earlier spec). A missing interface has none.
+  bool routes_done = false;
+  for (PacketFilter* f : kernel.filters) {
+    if (!f) continue;
+    Transaction tx{kernel, *f, all_families(kernel.links), !routes_done, nullptr, t.netns_path};
+    Status s = tx.run(CapturePolicy{}, false);
+    if (!s && s.error().kind == ErrorKind::Unsupported) continue;
+    if (!s) return s.error().wrap(std::string("clean netns ") + t.netns_path + " (" + f->name() + ")");
+    routes_done = true;
+  }
   return {};
 }
 
-Result<RulePlan> show(const NetnsTarget& t, KernelSide& kernel) {
+Result<ShowReport> show(const NetnsTarget& t, KernelSide& kernel) {
   auto session = begin(t, false);
   if (!session) return session.error();
-  auto filter = choose_filter(kernel);
-  if (!filter) return filter.error();
-  auto live = read_live(kernel, **filter, all_families(kernel.links));
+  const std::vector<Family> every = all_families(kernel.links);
+  auto filter = filter_in_use(kernel, FilterBackend::Auto, every);
+  if (!filter) return filter.error().wrap("show netns " + t.netns_path);
+  auto live = read_live(kernel, **filter, every);
   if (!live) return live.error().wrap("read netns " + t.netns_path);
-  // In xtables form until the front ends print policies.
   auto rules = xtables::lower(*live);
   if (!rules) return rules.error().wrap(std::string("read back the ") + (*filter)->name() + " rules in " + t.netns_path);
-  return std::move(*rules);
+  return ShowReport{(*filter)->name(), std::move(*live), std::move(*rules)};
+}
+
+Result<std::string> probe(const CaptureSpec& spec, KernelSide& kernel) {
+  auto cands = candidates(kernel, spec.backend);
+  if (!cands) return cands.error();
+  const CapturePolicy wanted = restrict_to(capture_policy(spec), all_families(kernel.links));
+  std::string refused;
+  for (PacketFilter* f : *cands) {
+    Status s = f->probe(wanted);
+    if (s) return std::string(f->name());
+    refused += std::string(refused.empty() ? "" : "; ") + f->name() + ": " + s.error().message;
+  }
+  return Error{ErrorKind::Unsupported, "no packet filter takes weir's rules here (" + refused + ")", 0};
 }
 
 Result<ApplyReport> apply(const NetnsTarget& t, const CaptureSpec& spec) {
@@ -317,9 +447,14 @@ Status clean(const NetnsTarget& t) {
   return clean(t, k.side);
 }
 
-Result<RulePlan> show(const NetnsTarget& t) {
+Result<ShowReport> show(const NetnsTarget& t) {
   RealKernel k;
   return show(t, k.side);
+}
+
+Result<std::string> probe(const CaptureSpec& spec) {
+  RealKernel k;
+  return probe(spec, k.side);
 }
 
 }  // namespace weir

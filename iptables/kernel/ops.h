@@ -27,17 +27,18 @@ struct NetnsTarget {
 // The kernel side ops works through. Each works on the calling thread's
 // namespace; ops calls them only from inside the target.
 struct KernelSide {
-  // The packet filters weir can write with, in order of preference. Today
-  // ops uses the first (libiptc). Room for the nftables filter: choose by
-  // probe(), and after a successful apply with one, remove weir's rules from
-  // the others (see choose_filter in ops.cc).
+  // The packet filters weir can write with, in auto's order of preference
+  // (the real kernel side: nftables, then libiptc). The spec's `backend`
+  // picks one, or (auto) apply takes the first whose kernel interface takes
+  // the rules; after a successful apply, weir's rules leave the others.
   std::vector<PacketFilter*> filters;
   PolicyRouting& routing;
   Links& links;
 };
 
 struct ApplyReport {
-  RulePlan plan;                      // what was installed
+  std::string backend;                // the filter that installed it: "nftables" or "iptables"
+  RulePlan plan;                      // what was installed, in xtables form
   std::vector<std::string> warnings;  // e.g. "excluded interface eth7 does not exist"
 };
 
@@ -66,10 +67,18 @@ Status in_netns(const NetnsTarget& t, const std::function<Status()>& fn, bool* e
 Result<ApplyReport> apply(const NetnsTarget& t, const CaptureSpec& spec, KernelSide& kernel);
 Result<ApplyReport> apply(const NetnsTarget& t, const CaptureSpec& spec);  // the real kernel
 
+// weir's live rules (with counters): from the filter that holds them.
+struct ShowReport {
+  std::string backend;  // "nftables" or "iptables"
+  CapturePolicy live;   // with the policy routes
+  RulePlan rules;       // the same in xtables form (iptables-save text)
+};
+
 struct CheckReport {
   // What the spec asks for, at the filter's granularity (its canonical()),
   // and what was read (the filter's rules and the policy routes).
   CapturePolicy wanted, live;
+  std::string backend;  // the filter whose rules were compared
   PlanDiff diff;  // empty when the live rules are the plan
 };
 Result<CheckReport> check(const NetnsTarget& t, const CaptureSpec& spec, KernelSide& kernel);
@@ -82,7 +91,14 @@ Status clean(const NetnsTarget& t, KernelSide& kernel);
 Status clean(const NetnsTarget& t);
 
 // weir's live rules (with counters) and policy routes for both families.
-Result<RulePlan> show(const NetnsTarget& t, KernelSide& kernel);
-Result<RulePlan> show(const NetnsTarget& t);
+Result<ShowReport> show(const NetnsTarget& t, KernelSide& kernel);
+Result<ShowReport> show(const NetnsTarget& t);
+
+// Which packet filter would take the spec's rules in this kernel (for CNI
+// STATUS), without changing anything in the calling thread's namespace: the
+// first candidate whose probe() succeeds, by name; Unsupported naming why
+// each was refused.
+Result<std::string> probe(const CaptureSpec& spec, KernelSide& kernel);
+Result<std::string> probe(const CaptureSpec& spec);
 
 }  // namespace weir

@@ -404,8 +404,9 @@ TEST_CASE("ops show: the filter's rules and the routes, in xtables form") {
   REQUIRE(rep.ok());
   auto live = show(own(), k.side);
   REQUIRE(live.ok());
-  CHECK(live->rulesets == rep->plan.rulesets);
-  CHECK(live->routes.size() == 2);
+  CHECK(live->rules.rulesets == rep->plan.rulesets);
+  CHECK(live->rules.routes.size() == 2);
+  CHECK(live->backend == rep->backend);
 }
 
 // ---------------------------------------------------------------------------
