@@ -129,14 +129,16 @@ Result<LinkerdCommand> linkerd_command(const LinkerdFlags& f) {
     // (whatever `iptables` is on the node) leaves the choice to auto.
     if (f.iptables_mode == "nft") s.backend = FilterBackend::Nftables;
     if (f.iptables_mode == "legacy") s.backend = FilterBackend::Iptables;
-    const std::string always = "weir always programs the legacy xtables interface (ip_tables/ip6_tables) "
-                               "in-process through libiptc and runs no iptables binary";
-    if (f.iptables_mode == "legacy")
-      cmd.notes.push_back("--iptables-mode=legacy: backend iptables; " + always);
+    // Each mode is honoured in-process: no iptables or nft binary runs.
+    if (f.iptables_mode == "nft")
+      cmd.notes.push_back("--iptables-mode=nft: backend nftables; weir programs nf_tables in-process (table "
+                          "inet weir, `nft list table inet weir`) and runs no nft binary");
+    else if (f.iptables_mode == "legacy")
+      cmd.notes.push_back("--iptables-mode=legacy: backend iptables; weir programs the legacy xtables interface "
+                          "(ip_tables/ip6_tables) in-process through libiptc and runs no iptables binary");
     else
-      cmd.warnings.push_back("--iptables-mode=" + f.iptables_mode + " changes nothing: " + always +
-                             ", so the rules are in the legacy tables (iptables-legacy-save), not in nftables "
-                             "(it sets backend " + to_string(s.backend) + ", which this build does not use yet)");
+      cmd.notes.push_back("--iptables-mode=plain: backend auto; nftables where the kernel takes weir's rules "
+                          "(`nft list table inet weir`), else legacy xtables (iptables-legacy-save)");
   }
   if (f.use_wait_flag)
     cmd.notes.push_back("-w/--use-wait-flag changes nothing: weir never takes the node-wide xtables lock; it "

@@ -78,11 +78,11 @@ TEST_CASE("linkerd: flags about running iptables are accepted and explained") {
   auto c = linkerd({"-p", "4143", "-o", "4140", "-u", "2102", "--iptables-mode=nft", "-w", "--firewall-bin-path",
                     "iptables-nft"});
   REQUIRE(c.ok());
-  CHECK(c->notes.size() == 2);
-  // nft asked for rules weir does not write: a warning saying where they are.
-  REQUIRE(c->warnings.size() == 1);
-  CHECK(c->warnings[0].find("--iptables-mode=nft changes nothing") != std::string::npos);
-  CHECK(c->warnings[0].find("legacy xtables") != std::string::npos);
+  // nft selects weir's nftables backend: a note saying where the rules are.
+  CHECK(c->notes.size() == 3);
+  CHECK(c->warnings.empty());
+  CHECK(c->notes[0].find("--iptables-mode=nft: backend nftables") != std::string::npos);
+  CHECK(c->notes[0].find("table inet weir") != std::string::npos);
   auto legacy = linkerd({"-p", "4143", "-o", "4140", "-u", "2102", "--iptables-mode", "legacy"});
   REQUIRE(legacy.ok());
   CHECK(legacy->warnings.empty());

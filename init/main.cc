@@ -204,8 +204,8 @@ int run_istio(int argc, char** argv) {
     spdlog::info("--force-apply accepted and changes nothing: weir always reconciles (every apply replaces "
                  "drifted rules and leaves matching ones)");
   if (f.native_nftables)
-    spdlog::warn("--native-nftables accepted and changes nothing: weir programs the legacy xtables interface "
-                 "through libiptc, so the rules are in the legacy tables (iptables-legacy-save), not in nftables");
+    spdlog::info("--native-nftables: backend nftables; weir programs nf_tables in-process (table inet weir, "
+                 "`nft list table inet weir`) and runs no nft binary");
 
   if (cmd->dry_run) {
     if (cmd->cleanup_only) {

@@ -334,7 +334,7 @@ def test_status_and_gc():
         check_error(tb.cni_invoke("weir-cni", "GC", weir_stdin(pod, version="0.4.0", prev=False)), 1, "GC")
         # Without the privilege to program rules, STATUS says the plugin is not available (50).
         cp = subprocess.run([weir_bin()], input=json.dumps(conf).encode(), capture_output=True, timeout=10,
-                            env={"CNI_COMMAND": "STATUS", "PATH": "/usr/bin:/bin"}, user=65534, group=65534,
+                            env={"CNI_COMMAND": "STATUS", "PATH": "/usr/bin:/bin", "WEIR_TEST_UNAVAILABLE_BACKEND": os.environ.get("WEIR_TEST_UNAVAILABLE_BACKEND", "")}, user=65534, group=65534,
                             extra_groups=[])
         doc = json.loads(cp.stdout)
         check(cp.returncode != 0 and doc.get("code") == 50, f"STATUS as nobody: rc {cp.returncode} {doc}")

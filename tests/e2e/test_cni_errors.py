@@ -156,7 +156,7 @@ def test_missing_privilege_says_so():
     with Testbed(role="cni") as tb:
         pod = cni_pod(tb, "app")
         before = ns_state(tb, pod)
-        env = {"CNI_COMMAND": "ADD", "PATH": "/usr/bin:/bin", **weir_env(pod)}
+        env = {"CNI_COMMAND": "ADD", "PATH": "/usr/bin:/bin", "WEIR_TEST_UNAVAILABLE_BACKEND": os.environ.get("WEIR_TEST_UNAVAILABLE_BACKEND", ""), **weir_env(pod)}
         stdin = json.dumps(weir_stdin(pod, annotations=ENABLED)).encode()
         cp = tb.exec(tb.node, ["env", "-i"] + [f"{k}={v}" for k, v in env.items()] +
                      ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", weir_bin()], input=stdin)

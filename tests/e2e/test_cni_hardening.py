@@ -121,7 +121,7 @@ def test_del_out_of_file_descriptors_is_reported():
         pod = cni_pod(tb, "app")
         before = weir_lines(tb, pod)
         check(before, "pod not captured to begin with")
-        env = {"CNI_COMMAND": "DEL", "PATH": "/usr/bin:/bin", **weir_env(pod)}
+        env = {"CNI_COMMAND": "DEL", "PATH": "/usr/bin:/bin", "WEIR_TEST_UNAVAILABLE_BACKEND": os.environ.get("WEIR_TEST_UNAVAILABLE_BACKEND", ""), **weir_env(pod)}
         stdin = json.dumps(weir_stdin(pod, annotations=ENABLED)).encode()
         # Descriptors 0-3: one for the dynamic loader (it closes each library
         # after mapping it), then one for CNI_NETNS; the next open(2) on the

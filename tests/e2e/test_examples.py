@@ -233,7 +233,7 @@ def dry_run_argv(args):
 
 
 def container_env(c):
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "WEIR_TEST_UNAVAILABLE_BACKEND": os.environ.get("WEIR_TEST_UNAVAILABLE_BACKEND", "")}
     for e in c.get("env", []):
         env[e["name"]] = str(e.get("value", ""))
     return env

@@ -35,7 +35,7 @@ from checks import FAILURES, SOURCE_DIR, check, finish, testbed  # noqa: E402
 
 GOLDEN = os.path.join(SOURCE_DIR, "tests", "golden")
 PREFIX = f"wt-golden-{os.getpid()}-"
-CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
+CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C", "WEIR_TEST_UNAVAILABLE_BACKEND": os.environ.get("WEIR_TEST_UNAVAILABLE_BACKEND", "")}
 INPUT_SUFFIXES = (".spec.json", ".args.json", ".case.json")
 DRY_RUN_FLAGS = ("--dry-run", "-n", "--simulate")
 TIMEOUT = 30

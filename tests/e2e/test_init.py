@@ -375,8 +375,8 @@ def istio_cases(net):
     cp = net.run(ISTIO_INJECTOR + ["--force-apply", "--native-nftables", "-n"])
     if not re.search(r" info weir-init: --force-apply .*changes nothing: weir always reconciles", cp.stderr):
         fail(f"[{C}] no info line saying --force-apply changes nothing: {cp.stderr!r}")
-    if not re.search(r" warning weir-init: --native-nftables .*legacy xtables", cp.stderr):
-        fail(f"[{C}] no warning saying the rules go to legacy xtables: {cp.stderr!r}")
+    if not re.search(r" info weir-init: --native-nftables: backend nftables; .*table inet weir", cp.stderr):
+        fail(f"[{C}] no info line saying --native-nftables selects the nftables backend: {cp.stderr!r}")
     C = "istio --log_as_json"
     json_lines(C, net.run(ISTIO_INJECTOR + ["--log_as_json", "--force-apply", "--native-nftables", "-n"]).stderr,
                want=["--force-apply", "--native-nftables"])
@@ -716,11 +716,11 @@ def linkerd_cases(net):
     captured(net, C, "outbound in the named namespace", net.out(peer.addr(8080)), 4140, peer.addr(8080))
     net.clean()
     C = "linkerd --iptables-mode/-w/--log-format"
-    cp = net.run(LINKERD_CHART + ["--iptables-mode=nft", "-w", "--log-format", "json", "--log-level", "info"])
-    json_lines(C, cp.stderr, want=["--iptables-mode=nft changes nothing", "-w/--use-wait-flag changes nothing"])
-    if not re.search(r'"level":"warning","msg":"--iptables-mode=nft changes nothing: weir always programs the '
-                     r'legacy xtables', cp.stderr):
-        fail(f"[{C}] wanted a warning that the rules go to legacy xtables, not nftables: {cp.stderr!r}")
+    # plain: auto (this test runs with nftables unavailable, so legacy xtables).
+    cp = net.run(LINKERD_CHART + ["--iptables-mode=plain", "-w", "--log-format", "json", "--log-level", "info"])
+    json_lines(C, cp.stderr, want=["--iptables-mode=plain: backend auto", "-w/--use-wait-flag changes nothing"])
+    if not re.search(r'"msg":"--iptables-mode=plain: backend auto; nftables where the kernel', cp.stderr):
+        fail(f"[{C}] wanted a note that --iptables-mode=plain leaves the backend to auto: {cp.stderr!r}")
     if "iptables-legacy-save" not in cp.stderr or "not needed" in cp.stderr:
         fail(f"[{C}] the lines should say where the rules are (and not call the mode 'not needed'): {cp.stderr!r}")
     captured(net, C, "outbound", net.out(peer.addr(8080)), 4140, peer.addr(8080))
