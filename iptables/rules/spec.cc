@@ -267,7 +267,10 @@ Status merge_keys(CaptureSpec& spec, const json& j) {
   if (!j.is_object()) return spec_error(std::string("capture spec: expected a JSON object, got ") + j.type_name());
   bool gids_set = false;
   bool uids_set = false;
-  for (const auto& [key, v] : j.items()) {
+  for (const auto& item : j.items()) {
+    // Not a structured binding: clang 14 (the fuzz build) cannot capture one in a lambda.
+    const std::string& key = item.key();
+    const json& v = item.value();
     auto port_field = [&](uint16_t& field) -> Status {
       auto p = json_port(key, v);
       if (!p) return p.error();
