@@ -251,6 +251,7 @@ def iptables_save_seeds(weir: str) -> None:
                                check=True).stdout)["ipv4"].replace("-A ", "[3:180] -A ").encode())
     write(t, "full-dump-weir-only", b"\x00" + FULL_DUMP.encode())
     write(t, "full-dump-everything", b"\x02" + FULL_DUMP.encode())
+    write(t, "builtin-without-rules-everything", b"\x02*raw\n:OUTPUT\nCOMMIT")
     write(t, "weir-jump-undecodable", b"\x00*nat\n-A OUTPUT -p sctp -j WEIR_OUTPUT\nCOMMIT\n")
     write(t, "negations", b"\x00*mangle\n:WEIR_INBOUND - [0:0]\n"
                           b"-A PREROUTING -p tcp -j WEIR_INBOUND\n"

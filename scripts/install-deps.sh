@@ -9,6 +9,9 @@ pkgs=(
   libnl-3-dev libnl-route-3-dev
   nlohmann-json3-dev libcli11-dev libspdlog-dev doctest-dev
   iptables iproute2 containernetworking-plugins python3 python3-yaml procps util-linux
+  # The fuzz targets (fuzz/run.sh, ctest fuzz_smoke): clang and its libFuzzer,
+  # ASan and UBSan runtimes (only recommended by clang, so named here).
+  clang libclang-rt-14-dev
 )
 
 missing=()
