@@ -32,7 +32,7 @@
 
 #include <CLI/CLI.hpp>
 
-#include "kernel/backend.h"
+#include "kernel/iptc/filter.h"
 #include "kernel/netns.h"
 #include "kernel/ops.h"
 #include "rules/plan.h"
@@ -234,15 +234,20 @@ int main(int argc, char** argv) {
       auto lock = weir::NetnsLock::acquire(*ns, 10000);
       t_lock.push_back(ms_since(t0));
       t0 = Clock::now();
-      weir::RulePlan p = weir::plan(spec);
+      const weir::CapturePolicy p = weir::capture_policy(spec);
       t_plan.push_back(ms_since(t0));
-      auto backend = weir::make_iptc_backend();
+      weir::IptcFilter filter;
+      const std::vector<weir::Family> both{weir::Family::V4, weir::Family::V6};
       t0 = Clock::now();
-      weir::Status st = backend->apply(p);
+      auto previous = filter.apply(p, both);
+      weir::Status st = previous ? weir::Status{} : weir::Status{previous.error()};
       t_commit.push_back(ms_since(t0));
       // The same plan again: the tables exist now, so this is libiptc's own cost.
       t0 = Clock::now();
-      if (st) st = backend->apply(p);
+      if (st) {
+        auto again = filter.apply(p, both);
+        if (!again) st = again.error();
+      }
       t_again.push_back(ms_since(t0));
       if (!guard || !lock || !st) {
         std::fprintf(stderr, "breakdown run in %s failed\n", d.c_str());

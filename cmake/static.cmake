@@ -5,13 +5,15 @@
 # Included from the root CMakeLists.txt after find_package(PkgConfig) and
 # before the library look-ups, so the ordinary pkg_check_modules() and
 # find_package(spdlog) calls there pick up what is set here:
-#   - libip4tc/libip6tc/libnl come from the archives built by
-#     scripts/build-static-deps.sh (Debian ships no .a for them);
+#   - libip4tc/libip6tc/libnl/libmnl come from the archives built by
+#     scripts/build-static-deps.sh (Debian ships no .a for them), libnftnl
+#     from Debian's own archive, copied there with a .pc file;
 #   - spdlog and fmt become header-only (Debian ships only their .so).
 
 set(WEIR_STATIC_PREFIX "${CMAKE_SOURCE_DIR}/build-static-deps/prefix"
     CACHE PATH "Prefix holding the static archives from scripts/build-static-deps.sh")
-if(NOT EXISTS "${WEIR_STATIC_PREFIX}/lib/pkgconfig/libip4tc.pc")
+if(NOT EXISTS "${WEIR_STATIC_PREFIX}/lib/pkgconfig/libip4tc.pc"
+   OR NOT EXISTS "${WEIR_STATIC_PREFIX}/lib/pkgconfig/libnftnl.pc")
   message(FATAL_ERROR "WEIR_STATIC: no static archives in ${WEIR_STATIC_PREFIX}; "
                       "run scripts/build-static-deps.sh (or scripts/build-static.sh) first")
 endif()

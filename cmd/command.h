@@ -1,4 +1,4 @@
-// A subcommand of `weir`: it binds its options onto its CLI11 App, then runs.
+// A subcommand of `weir` (plan, apply, ...): it binds its options onto its CLI11 App, then runs.
 // main.cc holds the table of commands and turns errors into exit codes.
 #pragma once
 
@@ -19,21 +19,21 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitDrift = 1;  // check: the live rules differ from the plan
 inline constexpr int kExitError = 2;
 
-class Command {
+class Subcommand {
  public:
-  virtual ~Command() = default;
+  virtual ~Subcommand() = default;
   // Adds the command's options to its App; called once, before parsing.
   virtual void bind(CLI::App& app) = 0;
   // After parsing: an exit code, or an Error (main prints it, exit 2).
   virtual Result<int> run() = 0;
 };
 
-std::unique_ptr<Command> make_plan_command();
-std::unique_ptr<Command> make_apply_command();
-std::unique_ptr<Command> make_check_command();
-std::unique_ptr<Command> make_clean_command();
-std::unique_ptr<Command> make_show_command();
-std::unique_ptr<Command> make_explain_command();
+std::unique_ptr<Subcommand> make_plan_command();
+std::unique_ptr<Subcommand> make_apply_command();
+std::unique_ptr<Subcommand> make_check_command();
+std::unique_ptr<Subcommand> make_clean_command();
+std::unique_ptr<Subcommand> make_show_command();
+std::unique_ptr<Subcommand> make_explain_command();
 
 // --netns and --lock-timeout, shared by the commands that touch a namespace.
 struct NetnsFlags {

@@ -70,7 +70,21 @@ void print_plan(const RulePlan& p, const OutputFlag& output, RenderOptions opts 
   }
 }
 
-class PlanCommand : public Command {
+// What apply and check act on: the spec of the capture flags, and the target.
+struct SpecAndTarget {
+  CaptureSpec spec;
+  NetnsTarget target;
+};
+
+Result<SpecAndTarget> spec_and_target(const CaptureFlags& flags, const NetnsFlags& netns) {
+  Result<CaptureSpec> spec = flags.build();
+  if (!spec) return spec.error();
+  Result<NetnsTarget> t = netns.target();
+  if (!t) return t.error();
+  return SpecAndTarget{std::move(*spec), std::move(*t)};
+}
+
+class PlanCommand : public Subcommand {
  public:
   void bind(CLI::App& app) override {
     flags_.bind(app);
@@ -88,23 +102,21 @@ class PlanCommand : public Command {
   OutputFlag output_;
 };
 
-class ApplyCommand : public Command {
+class ApplyCommand : public Subcommand {
  public:
   void bind(CLI::App& app) override {
     netns_.bind(app, true, true);
     flags_.bind(app);
   }
   Result<int> run() override {
-    Result<CaptureSpec> spec = flags_.build();
-    if (!spec) return spec.error();
-    Result<NetnsTarget> t = netns_.target();
-    if (!t) return t.error();
-    spdlog::debug("spec: {}", to_json(*spec).dump());
+    Result<SpecAndTarget> in = spec_and_target(flags_, netns_);
+    if (!in) return in.error();
+    spdlog::debug("spec: {}", to_json(in->spec).dump());
     const auto start = std::chrono::steady_clock::now();
-    Result<ApplyReport> report = apply(*t, *spec);
+    Result<ApplyReport> report = apply(in->target, in->spec);
     if (!report) return report.error();
     for (const std::string& w : report->warnings) spdlog::warn("{}", w);
-    spdlog::info("applied {} rules to {}", count_rules(report->plan), t->netns_path);
+    spdlog::info("applied {} rules to {}", count_rules(report->plan), in->target.netns_path);
     spdlog::debug("apply took {:.3f} ms (lock, enter, plan, one libiptc commit per changed table)",
                   std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
     return kExitOk;
@@ -132,7 +144,7 @@ nlohmann::json to_json(const PlanDiff& d) {
   return {{"inSync", d.empty()}, {"diff", lines}};
 }
 
-class CheckCommand : public Command {
+class CheckCommand : public Subcommand {
  public:
   void bind(CLI::App& app) override {
     netns_.bind(app, true, false);
@@ -140,18 +152,16 @@ class CheckCommand : public Command {
     flags_.bind(app);
   }
   Result<int> run() override {
-    Result<CaptureSpec> spec = flags_.build();
-    if (!spec) return spec.error();
-    Result<NetnsTarget> t = netns_.target();
-    if (!t) return t.error();
-    Result<CheckReport> report = check(*t, *spec);
+    Result<SpecAndTarget> in = spec_and_target(flags_, netns_);
+    if (!in) return in.error();
+    Result<CheckReport> report = check(in->target, in->spec);
     if (!report) return report.error();
     if (output_.json()) {
       std::cout << to_json(report->diff).dump(2) << '\n';
     } else if (!report->diff.empty()) {
       std::cout << render_diff(report->diff);
     } else {
-      spdlog::info("{}: weir's rules match the plan", t->netns_path);
+      spdlog::info("{}: weir's rules match the plan", in->target.netns_path);
     }
     return report->diff.empty() ? kExitOk : kExitDrift;
   }
@@ -162,7 +172,7 @@ class CheckCommand : public Command {
   CaptureFlags flags_;
 };
 
-class CleanCommand : public Command {
+class CleanCommand : public Subcommand {
  public:
   void bind(CLI::App& app) override { netns_.bind(app, true, true); }
   Result<int> run() override {
@@ -177,7 +187,7 @@ class CleanCommand : public Command {
   NetnsFlags netns_;
 };
 
-class ShowCommand : public Command {
+class ShowCommand : public Subcommand {
  public:
   void bind(CLI::App& app) override {
     netns_.bind(app, true, false);
@@ -204,10 +214,10 @@ class ShowCommand : public Command {
 
 }  // namespace
 
-std::unique_ptr<Command> make_plan_command() { return std::make_unique<PlanCommand>(); }
-std::unique_ptr<Command> make_apply_command() { return std::make_unique<ApplyCommand>(); }
-std::unique_ptr<Command> make_check_command() { return std::make_unique<CheckCommand>(); }
-std::unique_ptr<Command> make_clean_command() { return std::make_unique<CleanCommand>(); }
-std::unique_ptr<Command> make_show_command() { return std::make_unique<ShowCommand>(); }
+std::unique_ptr<Subcommand> make_plan_command() { return std::make_unique<PlanCommand>(); }
+std::unique_ptr<Subcommand> make_apply_command() { return std::make_unique<ApplyCommand>(); }
+std::unique_ptr<Subcommand> make_check_command() { return std::make_unique<CheckCommand>(); }
+std::unique_ptr<Subcommand> make_clean_command() { return std::make_unique<CleanCommand>(); }
+std::unique_ptr<Subcommand> make_show_command() { return std::make_unique<ShowCommand>(); }
 
 }  // namespace weir

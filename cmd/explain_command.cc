@@ -1,5 +1,6 @@
-// weir explain: builds a Packet from flags, gets weir's rules (planned from
-// the capture flags, or read live with --netns) and prints explain.h's trace.
+// weir explain: reads the packet flags into a PacketQuery (explain.h fills in
+// the defaults), gets weir's rules (planned from the capture flags, or read
+// live with --netns) and prints explain.h's trace.
 #include <iostream>
 #include <optional>
 
@@ -11,21 +12,10 @@
 #include "rules/explain.h"
 #include "kernel/ops.h"
 #include "rules/plan.h"
+#include "rules/xtables/lower.h"
 
 namespace weir {
 namespace {
-
-// Addresses used when the user gives none: the pod and a peer outside it,
-// from the ranges weir's tests use.
-struct DefaultAddrs {
-  const char* pod;
-  const char* peer;
-  const char* loopback;
-};
-constexpr DefaultAddrs kV4Defaults{"198.18.0.1", "198.18.0.10", "127.0.0.1"};
-constexpr DefaultAddrs kV6Defaults{"fd00::1", "fd00::10", "::1"};
-constexpr uint16_t kDefaultSport = 40000;
-constexpr uint32_t kDefaultAppId = 1000;
 
 Result<Cidr> host_addr(const std::string& what, const std::string& text) {
   Result<Cidr> c = parse_cidr(text);
@@ -35,20 +25,25 @@ Result<Cidr> host_addr(const std::string& what, const std::string& text) {
   return c;
 }
 
-bool is_loopback(const Cidr& c) {
-  if (c.family == Family::V4) return c.addr[0] == 127;
-  return c == *parse_cidr("::1");
+// The footer of --help: explain.h's packet defaults.
+std::string defaults_text() {
+  const PacketAddrDefaults& v4 = kV4PacketDefaults;
+  const PacketAddrDefaults& v6 = kV6PacketDefaults;
+  const std::string sport = std::to_string(kDefaultSourcePort);
+  const std::string id = std::to_string(kDefaultAppId);
+  return std::string("Defaults: inbound (hook prerouting) packets come from ") + v4.peer + ":" + sport + " (" +
+         v6.peer + " for IPv6) on " + kDefaultIface + " to the pod at " + v4.pod + " (" + v6.pod +
+         "); outbound (hook output) packets leave the pod from " + v4.pod + ":" + sport + " (" + v4.loopback +
+         " when --dst is loopback) sent by uid " + id + ", gid " + id +
+         ". The family follows the addresses given. Without --netns the rules are planned from the capture flags "
+         "(defaults if none).";
 }
 
-class ExplainCommand : public Command {
+class ExplainCommand : public Subcommand {
  public:
   void bind(CLI::App& app) override {
-    app.footer(
-        "Defaults: inbound (hook prerouting) packets come from 198.18.0.10:40000 (fd00::10 for IPv6) "
-        "on eth0 to the pod at 198.18.0.1 (fd00::1); outbound (hook output) packets leave the pod "
-        "from 198.18.0.1:40000 (127.0.0.1 when --dst is loopback) sent by uid 1000, gid 1000. "
-        "The family follows the addresses given. Without --netns the rules are planned from the "
-        "capture flags (defaults if none).");
+    app.footer(defaults_text());
+    const std::string id = std::to_string(kDefaultAppId);
     netns_.bind(app, false, false);
     output_.bind(app);
     CLI::Option* dir = app.add_option("--direction", direction_, "inbound or outbound")->type_name("DIR")
@@ -59,13 +54,19 @@ class ExplainCommand : public Command {
     app.add_option("--proto", proto_, "tcp or udp")->type_name("PROTO")->check(CLI::IsMember({"tcp", "udp"}));
     src_opt_ = app.add_option("--src", src_, "Source address")->type_name("ADDR");
     dst_opt_ = app.add_option("--dst", dst_, "Destination address")->type_name("ADDR");
-    sport_opt_ = app.add_option("--sport", sport_, "Source port (default 40000)")->type_name("PORT");
+    sport_opt_ = app.add_option("--sport", sport_, "Source port (default " + std::to_string(kDefaultSourcePort) + ")")
+                     ->type_name("PORT");
     app.add_option("--dport", dport_, "Destination port")->type_name("PORT")->required();
-    uid_opt_ = app.add_option("--uid", uid_, "UID of the sending process (outbound; default 1000)")->type_name("UID");
-    gid_opt_ = app.add_option("--gid", gid_, "GID of the sending process (outbound; default 1000)")->type_name("GID");
-    in_iface_opt_ = app.add_option("--in-iface", in_iface_, "Interface the packet arrives on (inbound; default eth0)")->type_name("IFACE");
+    uid_opt_ = app.add_option("--uid", uid_, "UID of the sending process (outbound; default " + id + ")")->type_name("UID");
+    gid_opt_ = app.add_option("--gid", gid_, "GID of the sending process (outbound; default " + id + ")")->type_name("GID");
+    in_iface_opt_ = app.add_option("--in-iface", in_iface_,
+                                   std::string("Interface the packet arrives on (inbound; default ") + kDefaultIface + ")")
+                        ->type_name("IFACE");
     out_iface_opt_ = app.add_option("--out-iface", out_iface_,
-                                    "Interface the packet leaves by (outbound; default lo for loopback destinations and the pod's own address, --src, else eth0)")->type_name("IFACE");
+                                    std::string("Interface the packet leaves by (outbound; default lo for loopback "
+                                                "destinations and the pod's own address, --src, else ") +
+                                        kDefaultIface + ")")
+                         ->type_name("IFACE");
     app.add_option("--ct-state", ct_state_, "Conntrack state: new, established, related or invalid")->type_name("STATE")
         ->check(CLI::IsMember({"new", "established", "related", "invalid"}));
     app.add_option("--mark", mark_, "Packet mark (decimal or 0x-hex)")->type_name("MARK");
@@ -87,20 +88,24 @@ class ExplainCommand : public Command {
       if (!s) return s.error();
       spec = std::move(*s);
     }
-    Result<Packet> packet = make_packet(spec);
+    Result<PacketQuery> query = read_packet(spec);
+    if (!query) return query.error();
+    Result<Packet> packet = make_packet(*query);
     if (!packet) return packet.error();
 
-    RulePlan rules;
+    // The planned policy at the granularity the libiptc filter reads back, so
+    // the rule numbers are those of the live rules.
+    CapturePolicy rules;
     std::string source;
     if (spec) {
-      rules = plan(*spec);
+      rules = xtables::canonical(capture_policy(*spec));
       source = "planned from the capture flags";
     } else {
       Result<NetnsTarget> t = netns_.target();
       if (!t) return t.error();
       Result<RulePlan> live = show(*t);
       if (!live) return live.error();
-      rules = std::move(*live);
+      rules = xtables::raise(*live);  // bridge until show() returns a CapturePolicy
       source = "live rules of " + t->netns_path;
     }
     // A family without rules is an answer, not an error: "why does my IPv6
@@ -119,83 +124,70 @@ class ExplainCommand : public Command {
  private:
   bool inbound() const { return direction_ == "inbound" || hook_ == "prerouting"; }
 
-  Result<Packet> make_packet(const std::optional<CaptureSpec>& spec) const {
-    Packet p;
-    p.hook = inbound() ? Packet::Hook::Prerouting : Packet::Hook::Output;
-    p.proto = proto_ == "udp" ? Proto::Udp : Proto::Tcp;
-
-    std::optional<Cidr> src, dst;
+  // The packet flags as given; explain.h's make_packet fills in the rest.
+  Result<PacketQuery> read_packet(const std::optional<CaptureSpec>& spec) const {
+    PacketQuery q;
+    q.hook = inbound() ? Packet::Hook::Prerouting : Packet::Hook::Output;
+    q.proto = proto_ == "udp" ? Proto::Udp : Proto::Tcp;
     if (src_opt_->count()) {
       Result<Cidr> c = host_addr("--src", src_);
       if (!c) return c.error();
-      src = *c;
+      q.src = *c;
     }
     if (dst_opt_->count()) {
       Result<Cidr> c = host_addr("--dst", dst_);
       if (!c) return c.error();
-      dst = *c;
+      q.dst = *c;
     }
-    if (src && dst && src->family != dst->family) {
+    if (q.src && q.dst && q.src->family != q.dst->family) {
       return Error{ErrorKind::InvalidArgument, "--src " + src_ + " and --dst " + dst_ + " are of different families"};
     }
-    // The family follows the addresses; with none, the spec's first family.
-    p.family = src ? src->family : dst ? dst->family
-               : (spec && spec->ip_families == IpFamilies::V6) ? Family::V6 : Family::V4;
-    const DefaultAddrs& d = p.family == Family::V4 ? kV4Defaults : kV6Defaults;
-    if (inbound()) {
-      p.src = src ? *src : *parse_cidr(d.peer);
-      p.dst = dst ? *dst : *parse_cidr(d.pod);
-    } else {
-      p.dst = dst ? *dst : *parse_cidr(d.peer);
-      p.src = src ? *src : *parse_cidr(is_loopback(p.dst) ? d.loopback : d.pod);
-    }
+    // With no address, the spec's first family.
+    q.family = (spec && spec->ip_families == IpFamilies::V6) ? Family::V6 : Family::V4;
 
-    p.sport = kDefaultSport;
     if (sport_opt_->count()) {
       Result<uint16_t> port = parse_port_value("--sport", sport_);
       if (!port) return port.error();
-      p.sport = *port;
+      q.sport = *port;
     }
     Result<uint16_t> dport = parse_port_value("--dport", dport_);
     if (!dport) return dport.error();
-    p.dport = *dport;
+    q.dport = *dport;
 
     if (inbound()) {
       for (CLI::Option* o : {uid_opt_, gid_opt_, out_iface_opt_}) {
         if (o->count()) return Error{ErrorKind::InvalidArgument, o->get_name() + ": only for outbound packets (hook output)"};
       }
-      p.in_iface = in_iface_opt_->count() ? in_iface_ : "eth0";
+      q.in_iface = in_iface_;
     } else {
       if (in_iface_opt_->count()) return Error{ErrorKind::InvalidArgument, "--in-iface: only for inbound packets (hook prerouting)"};
-      p.out_iface = out_iface_;
-      p.uid = kDefaultAppId;
+      q.out_iface = out_iface_;
       if (uid_opt_->count()) {
         Result<uint32_t> v = parse_u32_value("--uid", uid_);
         if (!v) return v.error();
-        p.uid = *v;
+        q.uid = *v;
       }
-      p.gid = kDefaultAppId;
       if (gid_opt_->count()) {
         Result<uint32_t> v = parse_u32_value("--gid", gid_);
         if (!v) return v.error();
-        p.gid = *v;
+        q.gid = *v;
       }
     }
 
-    if (ct_state_ == "established") p.ct_state = Packet::CtState::Established;
-    else if (ct_state_ == "related") p.ct_state = Packet::CtState::Related;
-    else if (ct_state_ == "invalid") p.ct_state = Packet::CtState::Invalid;
+    if (ct_state_ == "established") q.ct_state = Packet::CtState::Established;
+    else if (ct_state_ == "related") q.ct_state = Packet::CtState::Related;
+    else if (ct_state_ == "invalid") q.ct_state = Packet::CtState::Invalid;
     if (!mark_.empty()) {
       Result<uint32_t> v = parse_u32_value("--mark", mark_);
       if (!v) return v.error();
-      p.mark = *v;
+      q.mark = *v;
     }
     if (!connmark_.empty()) {
       Result<uint32_t> v = parse_u32_value("--connmark", connmark_);
       if (!v) return v.error();
-      p.connmark = *v;
+      q.connmark = *v;
     }
-    return p;
+    return q;
   }
 
   CaptureFlags flags_;
@@ -209,6 +201,6 @@ class ExplainCommand : public Command {
 
 }  // namespace
 
-std::unique_ptr<Command> make_explain_command() { return std::make_unique<ExplainCommand>(); }
+std::unique_ptr<Subcommand> make_explain_command() { return std::make_unique<ExplainCommand>(); }
 
 }  // namespace weir

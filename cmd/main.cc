@@ -9,20 +9,19 @@
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
-#include <spdlog/sinks/stdout_sinks.h>
-#include <spdlog/spdlog.h>
 
 #include "cmd/command.h"
+#include "frontend/logging.h"
 
 namespace {
 
-struct CommandDef {
+struct SubcommandEntry {
   const char* name;
   const char* description;
-  std::unique_ptr<weir::Command> (*make)();
+  std::unique_ptr<weir::Subcommand> (*make)();
 };
 
-const CommandDef kCommands[] = {
+const SubcommandEntry kSubcommands[] = {
     {"plan", "Print the rules a capture spec gives (dry run: no root, no kernel state)", weir::make_plan_command},
     {"apply", "Install the rules in a network namespace, replacing weir's previous ones", weir::make_apply_command},
     {"check", "Compare a namespace's live rules with the plan: exit 0 equal, 1 drifted (diff on stdout), 2 error",
@@ -34,10 +33,7 @@ const CommandDef kCommands[] = {
 };
 
 void setup_logging(const std::string& level) {
-  auto logger = spdlog::stderr_logger_mt("weir");
-  logger->set_pattern("weir: %l: %v");
-  spdlog::set_default_logger(logger);
-  spdlog::set_level(spdlog::level::from_str(level));
+  (void)weir::setup_logging({.program = "weir", .level = level, .pattern = "weir: %l: %v", .utc = false});
 }
 
 // The first word on the command line that is not an option, when it names no
@@ -50,7 +46,7 @@ std::string unknown_command(int argc, char** argv) {
       continue;
     }
     if (arg.empty() || arg[0] == '-') continue;
-    for (const CommandDef& def : kCommands) {
+    for (const SubcommandEntry& def : kSubcommands) {
       if (arg == def.name) return "";
     }
     return arg;
@@ -60,7 +56,7 @@ std::string unknown_command(int argc, char** argv) {
 
 std::string command_names() {
   std::string names;
-  for (const CommandDef& def : kCommands) names += (names.empty() ? "" : ", ") + std::string(def.name);
+  for (const SubcommandEntry& def : kSubcommands) names += (names.empty() ? "" : ", ") + std::string(def.name);
   return names;
 }
 
@@ -78,16 +74,15 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough();  // --log-level also after the command
   std::string log_level = "warn";
-  app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
-      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  app.add_option("--log-level", log_level, weir::log_levels_text())->check(CLI::IsMember(weir::log_levels()));
 
-  std::vector<std::pair<CLI::App*, std::unique_ptr<weir::Command>>> commands;
-  for (const CommandDef& def : kCommands) {
+  std::vector<std::pair<CLI::App*, std::unique_ptr<weir::Subcommand>>> commands;
+  for (const SubcommandEntry& def : kSubcommands) {
     CLI::App* sub = app.add_subcommand(def.name, def.description);
-    std::unique_ptr<weir::Command> cmd = def.make();
+    std::unique_ptr<weir::Subcommand> cmd = def.make();
     cmd->bind(*sub);
     // The global option, listed where a user looks: in each command's --help.
-    const std::string global = "Also: --log-level trace|debug|info|warn|error|off (default warn; before or after the command)";
+    const std::string global = "Also: --log-level " + weir::log_levels_text() + " (default warn; before or after the command)";
     sub->footer(sub->get_footer().empty() ? global : sub->get_footer() + "\n\n" + global);
     commands.emplace_back(sub, std::move(cmd));
   }
@@ -99,11 +94,7 @@ int main(int argc, char** argv) {
 
   try {
     app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForVersion& e) {
+  } catch (const CLI::Success& e) {  // --help, --help-all, --version: printed, exit 0
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     const std::string command = current_command();

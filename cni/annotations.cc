@@ -1,12 +1,13 @@
 #include "cni/annotations.h"
 
 #include <algorithm>
-#include <cerrno>
-#include <cstdlib>
 #include <functional>
 #include <optional>
 
 #include <nlohmann/json.hpp>
+
+#include "cni/bounded_json.h"
+#include "rules/spec_fields.h"
 
 namespace weir::cni {
 
@@ -14,35 +15,11 @@ namespace {
 
 Error bad(const std::string& what, const std::string& why) { return Error{ErrorKind::InvalidSpec, what + ": " + why}; }
 
-Result<uint32_t> parse_u32(const std::string& what, const std::string& text) {
-  if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos) {
-    return bad(what, "\"" + text + "\" is not a non-negative integer");
-  }
-  errno = 0;
-  unsigned long long v = std::strtoull(text.c_str(), nullptr, 10);
-  if (errno != 0 || v > 0xffffffffull) return bad(what, text + " is larger than 4294967295");
-  return static_cast<uint32_t>(v);
-}
-
-// A port number; `zero_ok` for fields where 0 means "none".
-Result<uint16_t> parse_port(const std::string& what, const std::string& text, bool zero_ok = false) {
-  auto v = parse_u32(what, text);
-  if (!v.ok()) return v.error();
-  if ((*v == 0 && !zero_ok) || *v > 65535) return bad(what, text + " is not a port (1-65535)");
-  return static_cast<uint16_t>(*v);
-}
-
-Result<bool> parse_bool(const std::string& what, const std::string& text) {
-  if (text == "true") return true;
-  if (text == "false") return false;
-  return bad(what, "\"" + text + "\" is neither \"true\" nor \"false\"");
-}
-
 template <typename T>
-void append_unique(std::vector<T>& to, const std::vector<T>& items) {
-  for (const auto& i : items) {
-    if (std::find(to.begin(), to.end(), i) == to.end()) to.push_back(i);
-  }
+Status append(Result<std::vector<T>> r, std::vector<T>& field) {
+  if (!r.ok()) return r.error();
+  append_unique(field, r.value());
+  return {};
 }
 
 // Assigns a parsed value to a field, or passes the parser's error on.
@@ -50,13 +27,6 @@ template <typename T, typename Field>
 Status assign(Result<T> r, Field& field) {
   if (!r.ok()) return r.error();
   field = std::move(r.value());
-  return {};
-}
-
-template <typename T>
-Status append(Result<std::vector<T>> r, std::vector<T>& field) {
-  if (!r.ok()) return r.error();
-  append_unique(field, r.value());
   return {};
 }
 
@@ -91,22 +61,32 @@ std::optional<std::string> masked_cidr(const std::string& item) {
 // with Go's netip.ParsePrefix and iptables masks them), so a pod that runs
 // under Istio must not be refused here: mask them, and say so.
 // Anything else is left for the list parser to judge (and name in its error).
+// At most this many warnings about one annotation; the rest are counted.
+constexpr std::size_t kMaxMaskWarnings = 5;
+
 std::string mask_istio_cidrs(const std::string& what, const std::string& text, std::vector<std::string>& warnings) {
   std::string out;
-  bool masked = false;
+  out.reserve(text.size());
+  std::size_t masked = 0;
   for (size_t start = 0;;) {
     const auto comma = text.find(',', start);
     std::string item = trim(text.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
     if (auto net = masked_cidr(item)) {
-      warnings.push_back(what + ": " + item + " has host bits set; using " + *net + ", as Istio does");
+      if (++masked <= kMaxMaskWarnings) {
+        warnings.push_back(what + ": " + clip(item) + " has host bits set; using " + *net + ", as Istio does");
+      }
       item = *net;
-      masked = true;
     }
-    out += (start == 0 ? "" : ",") + item;
+    if (start != 0) out += ',';
+    out += item;
     if (comma == std::string::npos) break;
     start = comma + 1;
   }
-  return masked ? out : text;
+  if (masked > kMaxMaskWarnings) {
+    warnings.push_back(what + ": " + std::to_string(masked - kMaxMaskWarnings) +
+                       " more CIDRs have host bits set; masked as Istio does");
+  }
+  return masked > 0 ? out : text;
 }
 
 // Istio's annotations that hold CIDR lists.
@@ -116,50 +96,19 @@ bool holds_cidrs(const std::string& istio_name) {
 
 using Setter = std::function<Status(CaptureSpec&, const std::string& what, const std::string& value)>;
 
-// weir.dev/<jsonKey>: one per CaptureSpec field, replacing its value.
-const std::map<std::string, Setter>& weir_setters() {
-  static const std::map<std::string, Setter> kSetters{
-      {"outboundPort", [](CaptureSpec& s, const std::string& w, const std::string& v) { return assign(parse_port(w, v), s.outbound_port); }},
-      {"inboundPort", [](CaptureSpec& s, const std::string& w, const std::string& v) { return assign(parse_port(w, v), s.inbound_port); }},
-      {"inboundTunnelPort", [](CaptureSpec& s, const std::string& w, const std::string& v) { return assign(parse_port(w, v, true), s.inbound_tunnel_port); }},
-      {"proxyUids", [](CaptureSpec& s, const std::string& w, const std::string& v) { return assign(parse_id_list(w, v), s.proxy_uids); }},
-      {"proxyGids", [](CaptureSpec& s, const std::string& w, const std::string& v) { return assign(parse_id_list(w, v), s.proxy_gids); }},
-      {"inboundPorts", [](CaptureSpec& s, const std::string& w, const std::string& v) { return assign(parse_port_selector(w, v), s.inbound_ports); }},
-      {"excludeInboundPorts", [](CaptureSpec& s, const std::string& w, const std::string& v) { return assign(parse_port_list(w, v), s.exclude_inbound_ports); }},
-      {"excludeInboundCidrs", [](CaptureSpec& s, const std::string& w, const std::string& v) { return assign(parse_cidr_list(w, v), s.exclude_inbound_cidrs); }},
-      {"outboundCidrs", [](CaptureSpec& s, const std::string& w, const std::string& v) { return assign(parse_cidr_selector(w, v), s.outbound_cidrs); }},
-      {"excludeOutboundCidrs", [](CaptureSpec& s, const std::string& w, const std::string& v) { return assign(parse_cidr_list(w, v), s.exclude_outbound_cidrs); }},
-      {"outboundPorts", [](CaptureSpec& s, const std::string& w, const std::string& v) { return assign(parse_port_selector(w, v), s.outbound_ports); }},
-      {"excludeOutboundPorts", [](CaptureSpec& s, const std::string& w, const std::string& v) { return assign(parse_port_list(w, v), s.exclude_outbound_ports); }},
-      {"excludeInterfaces", [](CaptureSpec& s, const std::string& w, const std::string& v) { return assign(parse_interface_list(w, v), s.exclude_interfaces); }},
-      {"kubeVirtInterfaces", [](CaptureSpec& s, const std::string& w, const std::string& v) { return assign(parse_interface_list(w, v), s.kube_virt_interfaces); }},
-      {"ipFamilies", [](CaptureSpec& s, const std::string& w, const std::string& v) {
-         auto r = parse_ip_families(v);
-         if (!r.ok()) return Status(r.error().wrap(w));
-         return assign(std::move(r), s.ip_families);
-       }},
-      {"mode", [](CaptureSpec& s, const std::string& w, const std::string& v) {
-         auto r = parse_inbound_mode(v);
-         if (!r.ok()) return Status(r.error().wrap(w));
-         return assign(std::move(r), s.mode);
-       }},
-      {"tproxyMark", [](CaptureSpec& s, const std::string& w, const std::string& v) { return assign(parse_u32(w, v), s.tproxy_mark); }},
-      {"tproxyRouteTable", [](CaptureSpec& s, const std::string& w, const std::string& v) { return assign(parse_u32(w, v), s.tproxy_route_table); }},
-      {"dropInvalid", [](CaptureSpec& s, const std::string& w, const std::string& v) { return assign(parse_bool(w, v), s.drop_invalid); }},
-      // The DNS settings are an object; the annotation holds it as JSON text.
-      {"dns", [](CaptureSpec& s, const std::string& w, const std::string& v) -> Status {
-         try {
-           auto j = nlohmann::json::parse(v);
-           if (!j.is_object()) return bad(w, "expected a JSON object like {\"capture\": true}");
-           Status st = merge_json(s, nlohmann::json{{"dns", j}});
-           if (!st.ok()) return st.error().wrap(w);
-           return {};
-         } catch (const nlohmann::json::exception& e) {
-           return bad(w, std::string("not valid JSON: ") + e.what());
-         }
-       }},
-  };
-  return kSetters;
+// weir.dev/dns: the DNS settings as one JSON object, besides weir.dev/dns.<key>.
+Status apply_dns_object(CaptureSpec& s, const std::string& w, const std::string& v) {
+  // Bounded: copying or printing a deeply nested value would overflow the stack.
+  auto j = parse_bounded_json(v);
+  if (!j.ok()) return bad(w, "not valid JSON: " + j.error().message);
+  if (!j->value.is_object()) return bad(w, "expected a JSON object like {\"capture\": true}");
+  try {
+    Status st = merge_json(s, nlohmann::json{{"dns", std::move(j->value)}}, MergeCheck::Defer);
+    if (!st.ok()) return st.error().wrap(w);
+    return {};
+  } catch (const nlohmann::json::exception& e) {
+    return bad(w, e.what());
+  }
 }
 
 // traffic.sidecar.istio.io/<name>, except includeOutboundPorts (see below).
@@ -205,10 +154,14 @@ Status apply_annotations(CaptureSpec& spec, const std::map<std::string, std::str
     if (key.rfind(weir_prefix, 0) != 0) continue;
     const std::string field = key.substr(weir_prefix.size());
     if (field == "capture") continue;  // selection, see selection.h
-    auto it = weir_setters().find(field);
     const std::string what = "annotation " + key;
-    if (it == weir_setters().end()) return bad(what, "unknown weir annotation (fields are the capture spec's JSON keys)");
-    if (Status s = it->second(spec, what, value); !s.ok()) return s;
+    if (field == "dns") {
+      if (Status s = apply_dns_object(spec, what, value); !s.ok()) return s;
+      continue;
+    }
+    const SpecField* f = find_spec_field(field);
+    if (f == nullptr) return bad(what, "unknown weir annotation (fields are the capture spec's JSON keys)");
+    if (Status s = f->set_text(spec, what, value); !s.ok()) return s;
     gids_set = gids_set || field == "proxyGids";
   }
   // proxyGids defaults to the UIDs; keep following them unless set apart.

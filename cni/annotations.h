@@ -1,6 +1,8 @@
 // Per-pod overrides of the capture spec from pod annotations: weir's own
-// (weir.dev/<jsonKey>, one per spec field, replacing the field) and Istio's
-// traffic.sidecar.istio.io/* with Istio's meanings. Pure; tested without root.
+// (weir.dev/<jsonKey>, one per entry of the table of spec fields,
+// rules/spec_fields.h, replacing the field, read with the table's parser; and
+// weir.dev/dns, the DNS object as JSON) and Istio's traffic.sidecar.istio.io/*
+// with Istio's meanings. Pure; tested without root.
 #pragma once
 
 #include <map>

@@ -2,6 +2,9 @@
 
 #include <doctest/doctest.h>
 
+#include "rules/spec_fields.h"
+#include "rules/spec_fields_samples.h"
+
 using namespace weir;
 using namespace weir::cni;
 using Annotations = std::map<std::string, std::string>;
@@ -138,4 +141,59 @@ TEST_CASE("Istio's CIDR annotations accept host bits as Istio does, with a warni
   CHECK(error_of({{p + "includeOutboundIPRanges", "nope/8"}}).find("nope") != std::string::npos);
   // weir's own annotations stay strict.
   CHECK(error_of({{"weir.dev/excludeOutboundCidrs", "10.0.0.1/8"}}).find("host bits") != std::string::npos);
+}
+
+TEST_CASE("every field: weir.dev/<key> gives what its text gives everywhere, or the same error") {
+  for (const auto& sample : weir::testing::field_samples()) {
+    CAPTURE(sample.key);
+    const SpecField* f = find_spec_field(sample.key);
+    REQUIRE(f != nullptr);
+    const std::string name = field_annotation(*f);
+    for (const std::string& text : sample.texts) {
+      CAPTURE(text);
+      CHECK(f->get_json(with({{name, text}})) == sample.value);
+    }
+    const std::string message = error_of({{name, sample.bad}});
+    const std::string what = "annotation " + name + ": ";
+    REQUIRE(message.rfind(what, 0) == 0);
+    CHECK(message.substr(what.size()) == sample.error);
+  }
+  // The DNS object as one annotation still works beside weir.dev/dns.<key>.
+  auto s = with({{"weir.dev/dns", R"({"capture": true, "port": 5353})"}, {"weir.dev/dns.captureAll", "false"}});
+  CHECK(s.dns.capture);
+  CHECK(s.dns.port == 5353);
+  CHECK_FALSE(s.dns.capture_all);
+}
+
+TEST_CASE("weir.dev/tproxyMark takes hex, as --tproxy-mark does; weir.dev/backend") {
+  CHECK(with({{"weir.dev/tproxyMark", "0x539"}}).tproxy_mark == 0x539);
+  CHECK(with({{"weir.dev/backend", "iptables"}}).backend == FilterBackend::Iptables);
+  CHECK(error_of({{"weir.dev/backend", "bogus"}}).find("annotation weir.dev/backend") == 0);
+}
+
+TEST_CASE("long Istio and weir.dev lists: errors stay short, host-bit warnings are capped") {
+  const std::string p = "traffic.sidecar.istio.io/";
+  std::string cidrs;
+  for (int i = 0; i < 10000; ++i) cidrs += (i ? "," : "") + std::string("198.18.") + std::to_string(i / 250) + "." + std::to_string(i % 250);
+  const std::string msg = error_of({{p + "excludeOutboundIPRanges", cidrs + ",nope"}});
+  CHECK(msg.size() < 200);
+  CHECK(msg.find("item 10001 of 10001") != std::string::npos);
+  CHECK(msg.find("nope") != std::string::npos);
+  CHECK(error_of({{"weir.dev/excludeOutboundCidrs", cidrs + ",nope"}}).size() < 200);
+
+  std::string host_bits;
+  for (int i = 0; i < 1000; ++i) host_bits += (i ? "," : "") + std::string("10.") + std::to_string(i / 250) + "." + std::to_string(i % 250) + ".1/24";
+  std::vector<std::string> warnings;
+  auto s = with({{p + "excludeOutboundIPRanges", host_bits}}, {}, &warnings);
+  CHECK(s.exclude_outbound_cidrs.size() == 1000);
+  REQUIRE(warnings.size() == 6);
+  CHECK(warnings.back().find("995 more") != std::string::npos);
+}
+
+TEST_CASE("Istio's exclude lists add without repeats, in order") {
+  const std::string p = "traffic.sidecar.istio.io/";
+  CaptureSpec configured;
+  configured.exclude_outbound_cidrs = {cidr("198.18.0.0/24")};
+  auto s = with({{p + "excludeOutboundIPRanges", "198.18.1.0/24,198.18.0.0/24,198.18.1.0/24"}}, configured);
+  CHECK(s.exclude_outbound_cidrs == std::vector<Cidr>{cidr("198.18.0.0/24"), cidr("198.18.1.0/24")});
 }

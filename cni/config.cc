@@ -1,5 +1,8 @@
 #include "cni/config.h"
 
+#include "cni/bounded_json.h"
+#include "frontend/logging.h"
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -17,10 +20,10 @@ const char* json_type(const nlohmann::json& j) { return j.type_name(); }
 
 }  // namespace
 
-std::optional<Command> parse_command(const std::string& text) {
-  static const std::pair<const char*, Command> kNames[] = {
-      {"ADD", Command::Add},         {"DEL", Command::Del},       {"CHECK", Command::Check},
-      {"VERSION", Command::Version}, {"STATUS", Command::Status}, {"GC", Command::Gc},
+std::optional<CniCommand> parse_command(const std::string& text) {
+  static const std::pair<const char*, CniCommand> kNames[] = {
+      {"ADD", CniCommand::Add},         {"DEL", CniCommand::Del},       {"CHECK", CniCommand::Check},
+      {"VERSION", CniCommand::Version}, {"STATUS", CniCommand::Status}, {"GC", CniCommand::Gc},
   };
   for (const auto& [name, c] : kNames) {
     if (text == name) return c;
@@ -28,14 +31,14 @@ std::optional<Command> parse_command(const std::string& text) {
   return std::nullopt;
 }
 
-const char* to_string(Command c) {
+const char* to_string(CniCommand c) {
   switch (c) {
-    case Command::Add: return "ADD";
-    case Command::Del: return "DEL";
-    case Command::Check: return "CHECK";
-    case Command::Version: return "VERSION";
-    case Command::Status: return "STATUS";
-    case Command::Gc: return "GC";
+    case CniCommand::Add: return "ADD";
+    case CniCommand::Del: return "DEL";
+    case CniCommand::Check: return "CHECK";
+    case CniCommand::Version: return "VERSION";
+    case CniCommand::Status: return "STATUS";
+    case CniCommand::Gc: return "GC";
   }
   return "?";
 }
@@ -49,14 +52,14 @@ CniEnv read_env(const std::function<const char*(const char*)>& getenv) {
                 get("CNI_IFNAME"), get("CNI_ARGS"), get("CNI_PATH")};
 }
 
-std::optional<CniError> check_env(Command command, const CniEnv& env) {
+std::optional<CniError> check_env(CniCommand command, const CniEnv& env) {
   std::vector<std::pair<const char*, const std::string*>> needed;
   switch (command) {
-    case Command::Add:
-    case Command::Check:
+    case CniCommand::Add:
+    case CniCommand::Check:
       needed = {{"CNI_CONTAINERID", &env.container_id}, {"CNI_NETNS", &env.netns}, {"CNI_IFNAME", &env.ifname}};
       break;
-    case Command::Del:
+    case CniCommand::Del:
       needed = {{"CNI_CONTAINERID", &env.container_id}, {"CNI_IFNAME", &env.ifname}};
       break;
     default:
@@ -168,18 +171,15 @@ CniError too_large(size_t limit) {
   return invalid("network config on stdin is larger than " + std::to_string(limit) + " bytes, the most weir accepts");
 }
 
-// Code 6 unless stdin is one JSON object.
-CniResult<nlohmann::json> parse_object(const std::string& text) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    return CniError{code::kDecodingFailure, "network config on stdin is not valid JSON", e.what()};
+// Code 6 unless stdin is one JSON object nested at most kMaxJsonDepth deep
+// (with DeepValues::Drop, deeper values are left out instead).
+CniResult<BoundedJson> parse_object(const std::string& text, DeepValues deep = DeepValues::Refuse) {
+  auto parsed = parse_bounded_json(text, deep);
+  if (!parsed.ok()) return CniError{code::kDecodingFailure, "network config on stdin is not valid JSON", parsed.error().message};
+  if (!parsed->value.is_object()) {
+    return CniError{code::kDecodingFailure, std::string("network config on stdin: expected a JSON object, got ") + json_type(parsed->value), ""};
   }
-  if (!j.is_object()) {
-    return CniError{code::kDecodingFailure, std::string("network config on stdin: expected a JSON object, got ") + json_type(j), ""};
-  }
-  return j;
+  return std::move(parsed).value();
 }
 
 // Code 1 unless cniVersion is one weir speaks.
@@ -199,27 +199,21 @@ std::optional<CniError> read_version(const nlohmann::json& j, PluginConfig& c) {
 std::optional<CniError> read_log_level(const nlohmann::json& j, std::string& level) {
   std::string text = level;
   if (auto e = read_string(j, "logLevel", text)) return *e;
-  static const char* kLevels[] = {"trace", "debug", "info", "warn", "error", "off"};
-  if (std::find_if(std::begin(kLevels), std::end(kLevels), [&](const char* l) { return text == l; }) == std::end(kLevels)) {
-    return invalid("logLevel: \"" + text + "\" is not one of trace, debug, info, warn, error, off");
-  }
+  if (!is_log_level(text)) return invalid("logLevel: \"" + text + "\" is not one of " + log_levels_text());
   level = text;
   return std::nullopt;
 }
 
 }  // namespace
 
-size_t max_config_bytes(std::optional<Command> command) {
-  if (command == Command::Del || command == Command::Gc) return kMaxLenientConfigBytes;
+size_t max_config_bytes(std::optional<CniCommand> command) {
+  if (command == CniCommand::Del || command == CniCommand::Gc) return kMaxLenientConfigBytes;
   return kMaxConfigBytes;
 }
 
-CniResult<PluginConfig> parse_config(const std::string& text) {
-  if (text.size() > kMaxConfigBytes) return too_large(kMaxConfigBytes);
-  auto parsed = parse_object(text);
-  if (!parsed.ok()) return parsed.error();
-  const nlohmann::json& j = parsed.value();
+namespace {
 
+CniResult<PluginConfig> config_from_json(const nlohmann::json& j) {
   PluginConfig c;
   if (auto e = read_version(j, c)) return *e;
   if (auto e = read_string(j, "name", c.name)) return *e;
@@ -256,34 +250,47 @@ CniResult<PluginConfig> parse_config(const std::string& text) {
     c.prev_result = *it;
   }
   if (auto e = read_annotations(j, c)) return *e;
+  auto readiness = parse_agent_readiness(j);
+  if (!readiness.ok()) return readiness.error();
+  c.agent_readiness = std::move(readiness.value());
   return c;
+}
+
+}  // namespace
+
+CniResult<PluginConfig> parse_config(const std::string& text) {
+  if (text.size() > kMaxConfigBytes) return too_large(kMaxConfigBytes);
+  auto parsed = parse_object(text);
+  if (!parsed.ok()) return parsed.error();
+  return config_from_json(parsed.value().value);
 }
 
 CniResult<PluginConfig> parse_config_lenient(const std::string& text, std::string& problem) {
   if (text.size() > kMaxLenientConfigBytes) return too_large(kMaxLenientConfigBytes);
-  auto strict = parse_config(text);
-  if (strict.ok() || strict.error().code != code::kInvalidConfig) return strict;
-  auto parsed = parse_object(text);
+  auto parsed = parse_object(text, DeepValues::Drop);
   if (!parsed.ok()) return parsed.error();
+  const nlohmann::json& j = parsed.value().value;
+  if (parsed.value().dropped) {
+    problem = "values nested deeper than " + std::to_string(kMaxJsonDepth) + " levels were left unread";
+  } else if (text.size() > kMaxConfigBytes) {
+    const CniError e = too_large(kMaxConfigBytes);
+    problem = e.msg;
+  } else {
+    auto strict = config_from_json(j);
+    if (strict.ok() || strict.error().code != code::kInvalidConfig) return strict;
+    const CniError& e = strict.error();
+    problem = e.msg + (e.details.empty() ? "" : " (" + e.details + ")");
+  }
   PluginConfig c;
-  if (auto e = read_version(parsed.value(), c)) return *e;
+  if (auto e = read_version(j, c)) return *e;
   // Each on its own, a bad one ignored: a bad logLevel must not cost the log file.
   std::string name, log_file;
-  if (!read_string(parsed.value(), "name", name)) c.name = name;
-  if (!read_string(parsed.value(), "logFile", log_file)) c.log_file = log_file;
-  (void)read_log_level(parsed.value(), c.log_level);
-  const CniError& e = strict.error();
-  problem = e.msg + (e.details.empty() ? "" : " (" + e.details + ")");
+  if (!read_string(j, "name", name)) c.name = name;
+  if (!read_string(j, "logFile", log_file)) c.log_file = log_file;
+  (void)read_log_level(j, c.log_level);
   return c;
 }
 
-std::string version_of(const std::string& text) {
-  try {
-    auto j = nlohmann::json::parse(text);
-    if (j.is_object() && j.contains("cniVersion") && j["cniVersion"].is_string()) return j["cniVersion"].get<std::string>();
-  } catch (const nlohmann::json::exception&) {
-  }
-  return "";
-}
+std::string version_of(const std::string& text) { return top_level_string(text, "cniVersion"); }
 
 }  // namespace weir::cni

@@ -11,15 +11,16 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cni/agent_readiness.h"
 #include "cni/error_codes.h"
 #include "rules/spec.h"
 
 namespace weir::cni {
 
-enum class Command { Add, Del, Check, Version, Status, Gc };
+enum class CniCommand { Add, Del, Check, Version, Status, Gc };
 // nullopt for anything else (the caller answers with code 4).
-std::optional<Command> parse_command(const std::string& text);
-const char* to_string(Command c);
+std::optional<CniCommand> parse_command(const std::string& text);
+const char* to_string(CniCommand c);
 
 struct CniEnv {
   std::string command;       // CNI_COMMAND
@@ -35,7 +36,7 @@ CniEnv read_env(const std::function<const char*(const char*)>& getenv);
 // Code 4 naming the variable when a variable `command` needs is missing:
 // ADD and CHECK need CNI_CONTAINERID, CNI_NETNS and CNI_IFNAME; DEL needs
 // CNI_CONTAINERID and CNI_IFNAME (CNI_NETNS may be empty: the pod is gone).
-std::optional<CniError> check_env(Command command, const CniEnv& env);
+std::optional<CniError> check_env(CniCommand command, const CniEnv& env);
 
 // CNI_ARGS "K=V;K=V": any order, unknown keys kept but ignored by callers,
 // items without '=' skipped (permissive: runtimes add keys of their own).
@@ -68,7 +69,7 @@ inline constexpr size_t kMaxConfigBytes = 512 * 1024;
 inline constexpr size_t kMaxLenientConfigBytes = 64 * 1024 * 1024;
 
 // How much of stdin `command` reads (nullopt: an unknown command).
-size_t max_config_bytes(std::optional<Command> command);
+size_t max_config_bytes(std::optional<CniCommand> command);
 
 struct PluginConfig {
   std::string cni_version;  // the config's cniVersion, used for output
@@ -82,6 +83,8 @@ struct PluginConfig {
   std::optional<nlohmann::json> prev_result;
   // The pod's annotations; nullopt when the runtime passed none.
   std::optional<std::map<std::string, std::string>> annotations;
+  // Set by weir-node in the entry it writes: STATUS fails while it is not ready.
+  std::optional<AgentReadiness> agent_readiness;
   // TODO(issue: Kubernetes API look-up): a "kubernetes" object (kubeconfig,
   // timeout) so pods whose runtime passes no annotations can be looked up.
   // Documented in README.md as reserved; today its presence is an error so a

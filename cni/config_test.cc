@@ -19,27 +19,27 @@ TEST_CASE("CNI_ARGS: any order, unknown keys kept, malformed items skipped") {
 }
 
 TEST_CASE("commands") {
-  CHECK(parse_command("ADD") == Command::Add);
-  CHECK(parse_command("STATUS") == Command::Status);
-  CHECK(parse_command("GC") == Command::Gc);
+  CHECK(parse_command("ADD") == CniCommand::Add);
+  CHECK(parse_command("STATUS") == CniCommand::Status);
+  CHECK(parse_command("GC") == CniCommand::Gc);
   CHECK_FALSE(parse_command("add"));
   CHECK_FALSE(parse_command(""));
 }
 
 TEST_CASE("environment: what each command needs") {
   CniEnv env{"ADD", "c1", "/var/run/netns/p", "eth0", "", ""};
-  CHECK_FALSE(check_env(Command::Add, env));
+  CHECK_FALSE(check_env(CniCommand::Add, env));
   env.netns.clear();
-  auto e = check_env(Command::Add, env);
+  auto e = check_env(CniCommand::Add, env);
   REQUIRE(e);
   CHECK(e->code == 4);
   CHECK(e->msg.find("CNI_NETNS") != std::string::npos);
-  CHECK_FALSE(check_env(Command::Del, env));  // DEL works without a netns
+  CHECK_FALSE(check_env(CniCommand::Del, env));  // DEL works without a netns
   env.container_id.clear();
-  REQUIRE(check_env(Command::Del, env));
-  CHECK(check_env(Command::Del, env)->msg.find("CNI_CONTAINERID") != std::string::npos);
-  CHECK_FALSE(check_env(Command::Version, CniEnv{}));
-  CHECK_FALSE(check_env(Command::Gc, CniEnv{}));
+  REQUIRE(check_env(CniCommand::Del, env));
+  CHECK(check_env(CniCommand::Del, env)->msg.find("CNI_CONTAINERID") != std::string::npos);
+  CHECK_FALSE(check_env(CniCommand::Version, CniEnv{}));
+  CHECK_FALSE(check_env(CniCommand::Gc, CniEnv{}));
 }
 
 TEST_CASE("versions") {
@@ -77,6 +77,17 @@ TEST_CASE("config: defaults and every key") {
   CHECK(d.value().log_file == "/tmp/x.log");
   CHECK_FALSE(d.value().annotations);  // runtime passed none
   CHECK_FALSE(d.value().prev_result);
+}
+
+TEST_CASE("config: the capture object takes backend like every other field") {
+  auto c = parse_config(R"({"cniVersion":"1.0.0","name":"n","capture":{"backend":"nftables","tproxyMark":"0x539"}})");
+  REQUIRE(c.ok());
+  CHECK(c.value().spec.backend == weir::FilterBackend::Nftables);
+  CHECK(c.value().spec.tproxy_mark == 0x539);
+  auto bad = parse_config(R"({"cniVersion":"1.0.0","capture":{"backend":"nft"}})");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().code == 7);
+  CHECK(bad.error().msg.find("backend") != std::string::npos);
 }
 
 TEST_CASE("config: errors carry the right code and name the problem") {
@@ -171,10 +182,10 @@ TEST_CASE("DEL and GC: lenient about what they do not need") {
 }
 
 TEST_CASE("how much stdin each command reads") {
-  CHECK(max_config_bytes(Command::Add) == kMaxConfigBytes);
-  CHECK(max_config_bytes(Command::Check) == kMaxConfigBytes);
-  CHECK(max_config_bytes(Command::Del) == kMaxLenientConfigBytes);
-  CHECK(max_config_bytes(Command::Gc) == kMaxLenientConfigBytes);
+  CHECK(max_config_bytes(CniCommand::Add) == kMaxConfigBytes);
+  CHECK(max_config_bytes(CniCommand::Check) == kMaxConfigBytes);
+  CHECK(max_config_bytes(CniCommand::Del) == kMaxLenientConfigBytes);
+  CHECK(max_config_bytes(CniCommand::Gc) == kMaxLenientConfigBytes);
   CHECK(max_config_bytes(std::nullopt) == kMaxConfigBytes);
   CHECK(kMaxLenientConfigBytes > kMaxConfigBytes);
 }

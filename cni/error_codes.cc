@@ -15,6 +15,7 @@ CniError from_error(const Error& e, const std::string& what) {
     case ErrorKind::InvalidSpec: c = code::kInvalidConfig; break;
     case ErrorKind::InvalidArgument: c = code::kInvalidEnvironment; break;
     case ErrorKind::NetnsNotFound: c = code::kNetnsMissing; break;
+    case ErrorKind::OwnNetns: c = code::kOwnNetns; break;
     case ErrorKind::LockTimeout: c = code::kTryAgainLater; break;
     case ErrorKind::Kernel: c = code::kKernelRefused; break;
     case ErrorKind::Unsupported: c = code::kKernelUnsupported; break;

@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cni/bounded_json.h"
+
 namespace weir::cni {
 
 namespace {
@@ -12,16 +14,16 @@ namespace {
 // annotation is Istio's JSON ({"initContainers": [...], "containers": [...]});
 // text weir cannot read lists no init container, so the pod stays captured.
 bool lists_istio_init(const std::string& status, std::vector<std::string>& warnings) {
-  try {
-    auto j = nlohmann::json::parse(status);
-    if (!j.is_object()) return false;
-    auto it = j.find("initContainers");
-    if (it == j.end() || !it->is_array()) return false;
-    return std::any_of(it->begin(), it->end(), [](const nlohmann::json& c) { return c == kIstioInitContainer; });
-  } catch (const nlohmann::json::exception&) {
+  auto parsed = parse_bounded_json(status);
+  if (!parsed.ok()) {
     warnings.push_back(std::string("annotation ") + kIstioStatusAnnotation + " is not valid JSON; its init containers are unknown");
     return false;
   }
+  const nlohmann::json& j = parsed->value;
+  if (!j.is_object()) return false;
+  auto it = j.find("initContainers");
+  if (it == j.end() || !it->is_array()) return false;
+  return std::any_of(it->begin(), it->end(), [](const nlohmann::json& c) { return c.is_string() && c == kIstioInitContainer; });
 }
 
 }  // namespace

@@ -1,35 +1,31 @@
-// The kernel half of STATUS (status.h): libiptc in a throwaway namespace.
+// The kernel half of STATUS (status.h): the packet filter's probe() in a
+// throwaway namespace.
 #include <sched.h>
 
 #include <cerrno>
 #include <thread>
 
-#include <libiptc/libiptc.h>
-// libip6tc.h, unlike libiptc.h, has no extern "C" of its own.
-extern "C" {
-#include <libiptc/libip6tc.h>
-}
-
-#include "kernel/backend.h"
-#include "cni/status.h"
+#include "cni/status_probe.h"
+#include "kernel/iptc/filter.h"
+#include "kernel/links.h"
 
 namespace weir::cni {
 
 namespace {
 
-Status open_table(const TableProbe& p) {
-  if (p.family == Family::V4) {
-    if (xtc_handle* h = iptc_init(p.table.c_str())) {
-      iptc_free(h);
-      return {};
-    }
-    return Error{ErrorKind::Unsupported, "libiptc: open the IPv4 " + p.table + " table: " + iptc_strerror(errno), errno};
+// The tables to probe as a policy: each family and stage with no chains, so
+// the filter opens exactly those tables.
+CapturePolicy probe_policy(const std::vector<TableProbe>& tables) {
+  CapturePolicy p;
+  for (const TableProbe& t : tables) {
+    FamilyPolicy* fp = nullptr;
+    for (FamilyPolicy& f : p.families)
+      if (f.family == t.family) fp = &f;
+    if (!fp) fp = &p.families.emplace_back(FamilyPolicy{t.family, {}});
+    Stage stage = t.table == "raw" ? Stage::Raw : t.table == "mangle" ? Stage::Mangle : Stage::Nat;
+    fp->stages.push_back(StagePolicy{stage, {}});
   }
-  if (xtc_handle* h = ip6tc_init(p.table.c_str())) {
-    ip6tc_free(h);
-    return {};
-  }
-  return Error{ErrorKind::Unsupported, "libip6tc: open the IPv6 " + p.table + " table: " + ip6tc_strerror(errno), errno};
+  return p;
 }
 
 Status probe_in_private_netns(const CaptureSpec& spec) {
@@ -38,12 +34,9 @@ Status probe_in_private_netns(const CaptureSpec& spec) {
     return system_error(ErrorKind::Unsupported, "create a private network namespace for the probe", errno);
   }
   // Asked inside the new namespace: IPv6 can be disabled per namespace.
-  auto tables = tables_to_probe(spec, kernel_has_ipv6());
+  auto tables = tables_to_probe(spec, NetlinkLinks().has_ipv6());
   if (!tables.ok()) return tables.error();
-  for (const TableProbe& p : *tables) {
-    if (Status s = open_table(p); !s.ok()) return s;
-  }
-  return {};
+  return IptcFilter().probe(probe_policy(*tables));
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "rules/spec_fields.h"
+
 namespace weir {
 namespace {
 
@@ -32,21 +34,11 @@ std::string flag(const char* shorts, const char* name) {
   return std::string("-") + shorts + "/--" + name;
 }
 
-Result<uint16_t> port_flag(const std::string& what, const std::string& text) {
-  auto r = parse_port_range(trim(text));
-  if (!r) return r.error().wrap(what);
-  if (r->first != r->last) return Error{ErrorKind::InvalidSpec, what + ": " + text + " is a range, not a port"};
-  return r->first;
-}
+// The spec's grammar (rules/spec_fields.h): Istio's port and number flags
+// read as every other input does.
+Result<uint16_t> port_flag(const std::string& what, const std::string& text) { return parse_port_text(what, text); }
 
-Result<uint32_t> u32_flag(const std::string& what, const std::string& text) {
-  std::string t = trim(text);
-  if (t.empty() || t.size() > 10 || !std::all_of(t.begin(), t.end(), ::isdigit))
-    return Error{ErrorKind::InvalidSpec, what + ": \"" + text + "\" is not a number"};
-  unsigned long long v = std::stoull(t);
-  if (v > 0xffffffffULL) return Error{ErrorKind::InvalidSpec, what + ": " + t + " is too large"};
-  return static_cast<uint32_t>(v);
-}
+Result<uint32_t> u32_flag(const std::string& what, const std::string& text) { return parse_u32_text(what, text); }
 
 void drop_v6(std::vector<Cidr>& cidrs) {
   std::erase_if(cidrs, [](const Cidr& c) { return c.family == Family::V6; });
@@ -113,12 +105,36 @@ void bind_istio_flags(CLI::App& app, IstioFlags& f) {
   app.add_flag("--log_as_json", f.log_as_json, "log JSON lines")->envname("LOG_AS_JSON");
   app.add_flag("--force-apply", f.force_apply, "accepted: weir always reconciles, so this changes nothing")
       ->envname("FORCE_APPLY");
-  app.add_flag("--native-nftables", f.native_nftables,
-               "accepted, changes nothing: weir programs legacy xtables through libiptc")
+  app.add_flag("--native-nftables", f.native_nftables, "the nftables backend (spec field backend: nftables)")
       ->envname("NATIVE_NFTABLES");
 }
 
 Status apply_istio_env_fallbacks(const CLI::App& app, IstioFlags& f) {
+  // Settings Istio reads only from the environment. Each narrows or moves
+  // what is captured; weir's spec has no field for them, so a value other
+  // than Istio's default is refused by name rather than silently ignored.
+  struct EnvOnly {
+    const char* env;
+    std::vector<std::string> defaults;  // values that mean what weir does anyway
+    const char* meaning;
+  };
+  const EnvOnly env_only[] = {
+      {"ISTIO_OUTBOUND_OWNER_GROUPS", {"*"}, "capture outbound traffic only of processes in these groups"},
+      {"ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE", {}, "leave outbound traffic of processes in these groups uncaptured"},
+      {"ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR", {"127.0.0.1/32", "127.0.0.1"},
+       "the loopback range treated as the pod's own"},
+  };
+  for (const auto& e : env_only) {
+    const char* v = std::getenv(e.env);
+    if (v == nullptr) continue;
+    const std::string value = trim(v);
+    if (value.empty() || std::find(e.defaults.begin(), e.defaults.end(), value) != e.defaults.end()) continue;
+    return Error{ErrorKind::Unsupported,
+                 std::string(e.env) + "=\"" + clip(value) + "\" (" + e.meaning +
+                     ") is not supported by weir: its capture spec cannot say it, and ignoring it would capture "
+                     "other traffic than Istio would; unset it (Istio's default is " +
+                     (e.defaults.empty() ? std::string("empty") : "\"" + e.defaults.front() + "\"") + ")"};
+  }
   struct Fallback {
     const char* option;
     const char* env;
@@ -133,11 +149,9 @@ Status apply_istio_env_fallbacks(const CLI::App& app, IstioFlags& f) {
     if (app.count(fb.option) > 0) continue;
     const char* v = std::getenv(fb.env);
     if (v == nullptr || *v == '\0') continue;
-    std::string s = v;
-    std::transform(s.begin(), s.end(), s.begin(), ::tolower);
-    if (s == "true" || s == "1") *fb.into = true;
-    else if (s == "false" || s == "0") *fb.into = false;
-    else return Error{ErrorKind::InvalidSpec, std::string(fb.env) + ": \"" + v + "\" is not true or false"};
+    Result<bool> on = parse_bool_text(fb.env, v);  // the spec's booleans: true/false/1/0, any case
+    if (!on) return on.error();
+    *fb.into = *on;
   }
   return {};
 }
@@ -244,12 +258,21 @@ Result<IstioCommand> istio_command(const IstioFlags& f, const NameserverSource& 
   s.kube_virt_interfaces = *virt_if;
 
   s.drop_invalid = f.drop_invalid;
+  // Istio's native nftables mode (1.27): weir's nftables backend.
+  if (f.native_nftables) s.backend = FilterBackend::Nftables;
   s.dns.capture = f.redirect_dns;
   s.dns.capture_all = f.capture_all_dns;
   if (f.redirect_dns && !f.capture_all_dns) {
     auto servers = nameservers();
     if (!servers) return servers.error().wrap("--redirect-dns without --capture-all-dns");
-    s.dns.servers = *servers;
+    if (servers->empty()) {
+      // Istio finds no nameserver to capture and installs everything else.
+      s.dns.capture = false;
+      cmd.warnings.push_back("--redirect-dns without --capture-all-dns: resolv.conf has no nameserver line, so "
+                             "DNS is not captured (as Istio does); everything else is installed");
+    } else {
+      s.dns.servers = *servers;
+    }
   }
   // Istio installs IPv6 rules with --dual-stack or when the pod's own
   // address is IPv6 (an IPv6-only pod).

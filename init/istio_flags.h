@@ -54,7 +54,7 @@ struct IstioFlags {
   std::string log_output_level;  // Istio's logging flag ("default:info")
   bool log_as_json = false;      // Istio's logging flag: JSON lines
   bool force_apply = false;      // accepted: every weir apply reconciles
-  bool native_nftables = false;  // accepted with a warning: weir programs legacy xtables
+  bool native_nftables = false;  // spec.backend = nftables
 };
 
 // Adds Istio's flags and environment variables to `app`. `f` must outlive
@@ -64,6 +64,11 @@ void bind_istio_flags(CLI::App& app, IstioFlags& f);
 // Istio's second-chance variables: REDIRECT_DNS defaults to
 // ISTIO_META_DNS_CAPTURE, DROP_INVALID to INVALID_DROP, DUAL_STACK to
 // ISTIO_AGENT_DUAL_STACK. Applies them to flags the user did not give.
+// Istio's environment-only settings that change what is captured and that
+// weir's spec cannot say (ISTIO_OUTBOUND_OWNER_GROUPS,
+// ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE, ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR) are
+// an Unsupported error naming the variable unless they hold Istio's default
+// ("*", "", "127.0.0.1/32"): never ignored.
 Status apply_istio_env_fallbacks(const CLI::App& app, IstioFlags& f);
 
 // What an istio-iptables command line asks weir-init to do, in order:
@@ -78,10 +83,15 @@ struct IstioCommand {
   ValidationOptions validation;
   // IPv6 rules because the pod has only IPv6 addresses (no --dual-stack).
   bool ipv6_only_pod = false;
+  // Lines for the log: what weir did differently from what was asked, as
+  // Istio does (e.g. DNS capture turned off for want of a nameserver).
+  std::vector<std::string> warnings;
 };
 
 // The nameservers DNS capture is limited to without --capture-all-dns; called
-// only then (Istio reads /etc/resolv.conf).
+// only then (Istio reads /etc/resolv.conf). An empty list (resolv.conf has no
+// nameserver line) turns DNS capture off with a warning and installs the
+// rest, as Istio does; an error fails the command.
 using NameserverSource = std::function<Result<std::vector<Cidr>>()>;
 
 // Whether the pod is IPv6-only: the namespace the rules go to (`netns`, from

@@ -1,11 +1,17 @@
 #include "init/istio_flags.h"
 
+#include <unistd.h>
+
+#include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <string>
 #include <vector>
 
 #include <CLI/CLI.hpp>
 #include <doctest/doctest.h>
+
+#include "frontend/capture_flags.h"
 
 namespace weir {
 namespace {
@@ -309,6 +315,81 @@ TEST_CASE("istio: the validation dials what capture must take, as the caller") {
   auto on_port = istio({"--run-validation", "-q", "443"}, 1000, 1000);
   REQUIRE(on_port.ok());
   CHECK(format_endpoint(on_port->validation.targets[0]) == "198.19.255.254:443");
+}
+
+
+TEST_CASE("istio: --native-nftables selects the nftables backend; hex marks as everywhere") {
+  auto n = istio({"--native-nftables", "-n"});
+  REQUIRE(n.ok());
+  CHECK(n->spec.backend == FilterBackend::Nftables);
+  auto plain = istio({"-n"});
+  REQUIRE(plain.ok());
+  CHECK(plain->spec.backend == FilterBackend::Auto);
+  auto hex = istio({"-m", "TPROXY", "-t", "0x539", "-n"});
+  REQUIRE(hex.ok());
+  CHECK(hex->spec.tproxy_mark == 0x539);
+  auto frac = istio({"-p", "15001.5", "-n"});
+  REQUIRE_FALSE(frac.ok());
+  CHECK(frac.error().message.find("not a whole number") != std::string::npos);
+}
+
+TEST_CASE("istio: --redirect-dns with no nameserver in resolv.conf: DNS off, a warning, the rest installed") {
+  int calls = 0;
+  auto c = istio({"--redirect-dns", "-i", "*", "-b", "*"}, 1000, 1000, {}, &calls);
+  REQUIRE_MESSAGE(c.ok(), c.error().message);
+  CHECK(calls == 1);
+  CHECK_FALSE(c->spec.dns.capture);
+  REQUIRE(c->warnings.size() == 1);
+  CHECK(c->warnings[0].find("no nameserver") != std::string::npos);
+  CHECK(c->apply);
+  CHECK_FALSE(c->spec.outbound_cidrs.has_value());  // outbound capture is still there
+  CHECK_FALSE(c->spec.inbound_ports.has_value());
+  // With nameservers, DNS capture stays on and nothing is said.
+  auto with_ns = istio({"--redirect-dns"}, 1000, 1000, {cidr("198.18.0.53")});
+  REQUIRE(with_ns.ok());
+  CHECK(with_ns->spec.dns.capture);
+  CHECK(with_ns->warnings.empty());
+}
+
+TEST_CASE("read_nameservers: no nameserver line is an empty list, not an error") {
+  const std::string path = "/tmp/weir-init-test-" + std::to_string(::getpid()) + "-resolv.conf";
+  std::ofstream(path) << "search svc.cluster.local\noptions ndots:5\n";
+  auto none = read_nameservers(path);
+  auto strict = read_resolv_conf(path);
+  std::remove(path.c_str());
+  REQUIRE(none.ok());
+  CHECK(none->empty());
+  CHECK_FALSE(strict.ok());  // --resolv-conf still refuses it
+  CHECK_FALSE(read_nameservers("/nonexistent/resolv.conf").ok());
+}
+
+TEST_CASE("istio: environment-only settings weir cannot honour fail by name, never silently") {
+  struct Case {
+    const char* env;
+    const char* value;
+    bool ok;
+  };
+  const Case cases[] = {
+      {"ISTIO_OUTBOUND_OWNER_GROUPS", "1337,2000", false},
+      {"ISTIO_OUTBOUND_OWNER_GROUPS", "*", true},  // Istio's default: all groups
+      {"ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE", "1500", false},
+      {"ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE", "", true},
+      {"ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR", "127.0.0.0/8", false},
+      {"ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR", "127.0.0.1/32", true},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.env);
+    CAPTURE(c.value);
+    ::setenv(c.env, c.value, 1);
+    auto r = istio({"-n"});
+    ::unsetenv(c.env);
+    CHECK(r.ok() == c.ok);
+    if (!c.ok && !r.ok()) {
+      CHECK(r.error().kind == ErrorKind::Unsupported);
+      CHECK(r.error().message.rfind(std::string(c.env) + "=", 0) == 0);
+      CHECK(r.error().message.find(c.value) != std::string::npos);
+    }
+  }
 }
 
 }  // namespace weir

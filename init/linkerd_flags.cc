@@ -5,6 +5,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "rules/spec_fields.h"
+
 namespace weir {
 namespace {
 
@@ -20,20 +22,13 @@ std::string join(const std::vector<std::string>& values) {
 
 Result<uint16_t> required_port(const std::string& what, const std::string& text) {
   if (text.empty()) return Error{ErrorKind::InvalidSpec, what + " is required (the port to redirect to)"};
-  auto r = parse_port_range(text);
-  if (!r) return r.error().wrap(what);
-  if (r->first != r->last) return Error{ErrorKind::InvalidSpec, what + ": " + text + " is a range, not a port"};
-  return r->first;
+  return parse_port_text(what, text);  // the spec's grammar, rules/spec_fields.h
 }
 
 // -1 means "none", as in proxy-init.
 Result<std::vector<uint32_t>> optional_id(const std::string& what, const std::string& text) {
   if (text == "-1" || text.empty()) return std::vector<uint32_t>{};
   return parse_id_list(what, text);
-}
-
-void add_unique(std::vector<PortRange>& ports, PortRange p) {
-  if (std::find(ports.begin(), ports.end(), p) == ports.end()) ports.push_back(p);
 }
 
 }  // namespace
@@ -60,7 +55,7 @@ void bind_linkerd_flags(CLI::App& app, LinkerdFlags& f) {
   app.add_option("--log-format", f.log_format, "plain or json")->multi_option_policy(last);
   app.add_option("--log-level", f.log_level, "debug, info, warn, error")->multi_option_policy(last);
   app.add_option("--iptables-mode", f.iptables_mode,
-                 "accepted, changes nothing: weir always programs legacy xtables through libiptc")
+                 "nft: backend nftables; legacy: backend iptables; plain: backend auto")
       ->multi_option_policy(last);
   app.add_flag("-w,--use-wait-flag", f.use_wait_flag,
                "accepted, changes nothing: weir never takes the xtables lock, it has its own per-namespace lock");
@@ -100,7 +95,7 @@ Result<LinkerdCommand> linkerd_command(const LinkerdFlags& f) {
                              {kLinkerdProxyAdminPort, kLinkerdProxyAdminPort}};
   auto in_ignore = parse_port_list("--inbound-ports-to-ignore", join(f.inbound_ports_to_ignore));
   if (!in_ignore) return in_ignore.error();
-  for (const auto& p : *in_ignore) add_unique(s.exclude_inbound_ports, p);
+  append_unique(s.exclude_inbound_ports, *in_ignore);
   auto out_ignore = parse_port_list("--outbound-ports-to-ignore", join(f.outbound_ports_to_ignore));
   if (!out_ignore) return out_ignore.error();
   s.exclude_outbound_ports = *out_ignore;
@@ -130,13 +125,18 @@ Result<LinkerdCommand> linkerd_command(const LinkerdFlags& f) {
   if (!f.iptables_mode.empty()) {
     if (f.iptables_mode != "legacy" && f.iptables_mode != "nft" && f.iptables_mode != "plain")
       return Error{ErrorKind::InvalidSpec, "--iptables-mode: \"" + f.iptables_mode + "\" is not legacy, nft or plain"};
+    // nft selects weir's nftables backend and legacy its legacy one; plain
+    // (whatever `iptables` is on the node) leaves the choice to auto.
+    if (f.iptables_mode == "nft") s.backend = FilterBackend::Nftables;
+    if (f.iptables_mode == "legacy") s.backend = FilterBackend::Iptables;
     const std::string always = "weir always programs the legacy xtables interface (ip_tables/ip6_tables) "
                                "in-process through libiptc and runs no iptables binary";
     if (f.iptables_mode == "legacy")
-      cmd.notes.push_back("--iptables-mode=legacy: " + always);
+      cmd.notes.push_back("--iptables-mode=legacy: backend iptables; " + always);
     else
       cmd.warnings.push_back("--iptables-mode=" + f.iptables_mode + " changes nothing: " + always +
-                             ", so the rules are in the legacy tables (iptables-legacy-save), not in nftables");
+                             ", so the rules are in the legacy tables (iptables-legacy-save), not in nftables "
+                             "(it sets backend " + to_string(s.backend) + ", which this build does not use yet)");
   }
   if (f.use_wait_flag)
     cmd.notes.push_back("-w/--use-wait-flag changes nothing: weir never takes the node-wide xtables lock; it "

@@ -1,11 +1,11 @@
 // Linkerd's proxy-init command line (linkerd2-proxy-init proxy-init/cmd/root.go),
 // read into a CaptureSpec with Linkerd's meanings: no tunnel port, 4190 and
 // 4191 (the proxy's control and admin ports) never captured inbound, and
-// nothing Istio-specific excluded. Flags that choose how proxy-init runs
-// iptables (--iptables-mode, -w, the firewall binary paths) are accepted and
-// change nothing: weir always programs the legacy xtables interface through
-// libiptc, in-process. A log line says so for each; a warning when the flag
-// asked for something else (--iptables-mode nft or plain).
+// nothing Istio-specific excluded. --iptables-mode sets the spec's backend
+// (nft: nftables, legacy: iptables, plain: auto). The flags that choose how
+// proxy-init runs iptables (-w, the firewall binary paths) are accepted and
+// change nothing: weir runs no iptables binary. A log line says so for each;
+// a warning while the backend asked for is not the one this build programs.
 #pragma once
 
 #include <string>
@@ -34,8 +34,9 @@ struct LinkerdFlags {
   bool ipv6 = true;
   std::string log_format = "plain";
   std::string log_level = "info";
-  // Accepted, changing nothing: weir programs legacy xtables through libiptc
-  // and serializes its writers with its own per-namespace lock.
+  // --iptables-mode sets spec.backend; the others are accepted, changing
+  // nothing: weir runs no iptables binary and serializes its writers with
+  // its own per-namespace lock.
   std::string iptables_mode;
   bool use_wait_flag = false;
   std::string firewall_bin_path;

@@ -110,4 +110,20 @@ TEST_CASE("linkerd: errors name the flag") {
                        doctest::Contains("--timeout-close-wait-secs"), CLI::ParseError);
 }
 
+
+TEST_CASE("linkerd: --iptables-mode nft selects nftables, legacy iptables, plain auto") {
+  auto nft = linkerd({"-p", "4143", "-o", "4140", "-u", "2102", "--iptables-mode", "nft"});
+  REQUIRE(nft.ok());
+  CHECK(nft->spec.backend == FilterBackend::Nftables);
+  auto legacy = linkerd({"-p", "4143", "-o", "4140", "-u", "2102", "--iptables-mode", "legacy"});
+  REQUIRE(legacy.ok());
+  CHECK(legacy->spec.backend == FilterBackend::Iptables);
+  auto plain = linkerd({"-p", "4143", "-o", "4140", "-u", "2102", "--iptables-mode", "plain"});
+  REQUIRE(plain.ok());
+  CHECK(plain->spec.backend == FilterBackend::Auto);
+  auto none = linkerd({"-p", "4143", "-o", "4140", "-u", "2102"});
+  REQUIRE(none.ok());
+  CHECK(none->spec.backend == FilterBackend::Auto);
+}
+
 }  // namespace weir

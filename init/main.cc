@@ -9,30 +9,24 @@
 //   weir-init validate ...           is capture in place? (no privilege needed)
 #include <unistd.h>
 
-#include <chrono>
-#include <cstdio>
 #include <cstring>
-#include <ctime>
+#include <functional>
 #include <iostream>
-#include <memory>
 #include <optional>
 #include <string>
-#include <string_view>
 
 #include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
-#include <spdlog/pattern_formatter.h>
-#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "frontend/capture_flags.h"
+#include "frontend/logging.h"
 #include "init/istio_flags.h"
 #include "init/linkerd_flags.h"
 #include "kernel/netns.h"
 #include "kernel/ops.h"
 #include "rules/plan.h"
 #include "rules/xtables/render.h"
-#include "kernel/routes.h"
+#include "kernel/links.h"
 #include "init/validate.h"
 
 namespace weir {
@@ -46,70 +40,29 @@ constexpr int kExitOk = 0;
 constexpr int kExitFailed = 1;
 constexpr int kExitUsage = 2;
 
-// Set by setup_logging: errors are then JSON lines too, like every other line.
-bool json_logs = false;
-
-// The text of a JSON string, without its quotes (messages carry quotes:
-// "x" is not a port). nlohmann/json does the escaping.
-std::string json_escape(std::string_view in) {
-  const std::string quoted =
-      nlohmann::json(std::string(in)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  return quoted.substr(1, quoted.size() - 2);
-}
-
-// "%*" in a log pattern: the message, escaped for a JSON string.
-class JsonMessage : public spdlog::custom_flag_formatter {
- public:
-  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
-    std::string e = json_escape(std::string_view(msg.payload.data(), msg.payload.size()));
-    dest.append(e.data(), e.data() + e.size());
-  }
-  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<JsonMessage>(); }
-};
-
-constexpr const char* kJsonPattern = R"({"time":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","msg":"%*"})";
-
-int fail(const std::string& what, const std::string& message, int code) {
-  if (!json_logs) {
-    std::cerr << "weir-init: " << what << ": " << message << "\n";
+// How this invocation writes its errors: plain lines, or JSON lines once its
+// logging is JSON (Istio's --log_as_json, Linkerd's --log-format json), like
+// every other line. Written directly, not through the logger: an error is
+// printed at any log level.
+struct ErrorWriter {
+  bool json = false;
+  int operator()(const std::string& what, const std::string& message, int code) const {
+    const std::string line = "weir-init: " + what + ": " + message;
+    if (json) {
+      std::cerr << json_error_line(line);
+    } else {
+      std::cerr << line << "\n";
+    }
     return code;
   }
-  // Written directly, not through the logger: an error is printed at any log level.
-  auto now = std::chrono::system_clock::now();
-  std::time_t t = std::chrono::system_clock::to_time_t(now);
-  auto us = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() % 1000000;
-  std::tm tm{};
-  ::gmtime_r(&t, &tm);
-  char stamp[40];
-  std::size_t n = std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::snprintf(stamp + n, sizeof stamp - n, ".%06lldZ", static_cast<long long>(us));
-  std::cerr << R"({"time":")" << stamp << R"(","level":"error","msg":")"
-            << json_escape("weir-init: " + what + ": " + message) << "\"}\n";
-  return code;
-}
+};
 
-bool known_level(const std::string& level) {
-  for (const char* l : {"trace", "debug", "info", "warn", "warning", "error", "critical", "off"})
-    if (level == l) return true;
-  return false;
-}
-
-// spdlog to stderr; stdout is kept for plans (dry runs).
-void setup_logging(std::string level, bool json = false) {
-  if (level == "warning") level = "warn";
-  if (!known_level(level)) level = "info";  // callers reject bad names first where they can
-  auto logger = spdlog::stderr_logger_mt("weir-init");
-  spdlog::set_default_logger(logger);
-  json_logs = json;
-  if (json) {
-    auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc,
-                                                                 spdlog::details::os::default_eol);
-    formatter->add_flag<JsonMessage>('*').set_pattern(kJsonPattern);
-    spdlog::set_formatter(std::move(formatter));
-  } else {
-    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%fZ %l weir-init: %v", spdlog::pattern_time_type::utc);
-  }
-  spdlog::set_level(spdlog::level::from_str(level));
+// spdlog to stderr; stdout is kept for plans (dry runs). Callers reject bad
+// level names first where they can; any other reads as info.
+void setup_logging(ErrorWriter& fail, const std::string& level, bool json = false) {
+  (void)weir::setup_logging(
+      {.program = "weir-init", .level = level, .pattern = "%Y-%m-%dT%H:%M:%S.%fZ %l weir-init: %v", .json = json});
+  fail.json = json;
 }
 
 NetnsTarget target_for(const std::string& ref) {
@@ -119,37 +72,33 @@ NetnsTarget target_for(const std::string& ref) {
   return t;
 }
 
-// The calling thread inside a namespace until this goes out of scope.
-struct InNetns {
-  std::optional<Netns> ns;
-  std::optional<NetnsGuard> guard;  // destroyed first: back before the namespace closes
-};
-
-// Enters the namespace `ref` names; an empty ref stays where it is.
-Status enter_netns(const std::string& ref, InNetns& in) {
-  if (ref.empty()) return {};
-  auto opened = Netns::open(target_for(ref).netns_path);
-  if (!opened) return opened.error();
-  in.ns.emplace(std::move(*opened));
-  auto entered = NetnsGuard::enter(*in.ns);
-  if (!entered) return entered.error();
-  in.guard.emplace(std::move(*entered));
-  return {};
+// Runs `fn` inside the namespace `ref` names (ops' session, without the
+// writers' lock), or here when `ref` is empty.
+Status in_pod_netns(const std::string& ref, const std::function<Status()>& fn, bool* entered = nullptr) {
+  if (!ref.empty()) return in_netns(target_for(ref), fn, entered);
+  if (entered) *entered = true;
+  return fn();
 }
 
 // Istio's test for an IPv6-only pod, read in the namespace the rules go to.
 // A dry run that cannot enter it (entering needs CAP_SYS_ADMIN, reading
 // addresses needs nothing) reads the namespace it runs in, and says so.
 Result<bool> pod_is_ipv6_only(const std::string& netns, bool dry_run) {
-  InNetns in;
-  if (auto s = enter_netns(netns, in); !s) {
-    if (!dry_run) return s.error();
+  bool ipv6_only = false;
+  auto read = [&]() -> Status {
+    auto families = NetlinkLinks().global_address_families();
+    if (!families) return families.error();
+    ipv6_only = families->v6 && !families->v4;
+    return {};
+  };
+  bool entered = false;
+  if (Status s = in_pod_netns(netns, read, &entered); !s) {
+    if (entered || !dry_run) return s.error();
     spdlog::warn("--dry-run: cannot enter {} ({}); reading the addresses of the namespace weir-init runs in",
                  netns, s.error().message);
+    if (Status here = read(); !here) return here.error();
   }
-  auto families = routes::global_address_families();
-  if (!families) return families.error();
-  return families->v6 && !families->v4;
+  return ipv6_only;
 }
 
 enum class Action { Apply, DryRun, Clean };
@@ -182,12 +131,10 @@ Status run_action(Action action, const CaptureSpec& spec, const std::string& net
 }
 
 // Parses with CLI11; returns -1 to go on, or the exit code (help, bad flag).
-int parse(CLI::App& app, int argc, char** argv, int usage_code) {
+int parse(CLI::App& app, int argc, char** argv, int usage_code, const ErrorWriter& fail) {
   try {
     app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
+  } catch (const CLI::Success& e) {  // --help, --help-all, --version: printed, exit 0
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     return fail(app.get_name(), e.what(), usage_code);
@@ -196,6 +143,7 @@ int parse(CLI::App& app, int argc, char** argv, int usage_code) {
 }
 
 int run_native(int argc, char** argv) {
+  ErrorWriter fail;
   CLI::App app{"Installs sidecar traffic capture in this pod's network namespace (init container)."};
   app.name("weir-init");
   app.footer(
@@ -212,10 +160,10 @@ int run_native(int argc, char** argv) {
   app.add_flag("--cleanup", cleanup, "remove weir's rules instead of installing them")->envname("WEIR_CLEANUP");
   app.add_option("--netns", netns, "target network namespace (path, name, pid:N); default: this one")
       ->envname("WEIR_NETNS");
-  app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")->envname("WEIR_LOG_LEVEL");
-  if (int rc = parse(app, argc, argv, kExitUsage); rc >= 0) return rc;
-  if (!known_level(log_level)) return fail("--log-level", "\"" + log_level + "\" is not a log level", kExitUsage);
-  setup_logging(log_level);
+  app.add_option("--log-level", log_level, log_levels_text())->envname("WEIR_LOG_LEVEL");
+  if (int rc = parse(app, argc, argv, kExitUsage, fail); rc >= 0) return rc;
+  if (!is_spdlog_level(log_level)) return fail("--log-level", "\"" + log_level + "\" is not a log level", kExitUsage);
+  setup_logging(fail, log_level);
 
   if (cleanup) {
     if (dry_run) {
@@ -233,20 +181,22 @@ int run_native(int argc, char** argv) {
 }
 
 int run_istio(int argc, char** argv) {
+  ErrorWriter fail;
   CLI::App app{"Istio's istio-iptables command line, carried out by weir."};
   app.name("weir-init istio-iptables");
   IstioFlags f;
   bind_istio_flags(app, f);
-  if (int rc = parse(app, argc, argv, kExitFailed); rc >= 0) return rc;
+  if (int rc = parse(app, argc, argv, kExitFailed, fail); rc >= 0) return rc;
   std::string level = f.log_output_level;
   if (auto colon = level.rfind(':'); colon != std::string::npos) level = level.substr(colon + 1);
-  setup_logging(level.empty() ? "info" : level, f.log_as_json);
+  setup_logging(fail, level.empty() ? "info" : level, f.log_as_json);
   if (auto s = apply_istio_env_fallbacks(app, f); !s) return fail("istio-iptables", s.error().message, kExitFailed);
 
   auto cmd = istio_command(
-      f, [] { return read_resolv_conf("/etc/resolv.conf"); },
+      f, [] { return read_nameservers("/etc/resolv.conf"); },
       [&](const std::string& netns) { return pod_is_ipv6_only(netns, f.dry_run); }, ::getuid(), ::getgid());
   if (!cmd) return fail("istio-iptables", cmd.error().message, kExitFailed);
+  for (const std::string& w : cmd->warnings) spdlog::warn("{}", w);
   if (cmd->ipv6_only_pod)
     spdlog::info("the pod has only IPv6 addresses: IPv6 rules as well, as Istio does without --dual-stack");
   if (f.reconcile) spdlog::info("--reconcile accepted: every weir apply replaces drifted rules");
@@ -275,26 +225,27 @@ int run_istio(int argc, char** argv) {
       return fail("istio-iptables", s.error().message, kExitFailed);
   }
   if (cmd->validate) {
-    // Validation dials from inside the target namespace: enter it for this thread.
-    InNetns in;
-    if (auto s = enter_netns(cmd->netns, in); !s)
+    // Validation dials from inside the target namespace.
+    std::optional<Result<ValidationReport>> r;
+    if (auto s = in_pod_netns(cmd->netns, [&]() -> Status { r.emplace(validate_capture(cmd->validation)); return {}; }); !s)
       return fail("istio-iptables", s.error().message, kExitIstioValidationFailed);
-    auto r = validate_capture(cmd->validation);
-    if (!r) return fail("istio-iptables validation", r.error().message, kExitIstioValidationFailed);
-    if (!r->captured) return fail("istio-iptables validation failed", r->detail, kExitIstioValidationFailed);
-    spdlog::info("validation passed in {:.1f} ms: {}", r->elapsed.count() / 1000.0, r->detail);
+    if (!*r) return fail("istio-iptables validation", r->error().message, kExitIstioValidationFailed);
+    const ValidationReport& report = r->value();
+    if (!report.captured) return fail("istio-iptables validation failed", report.detail, kExitIstioValidationFailed);
+    spdlog::info("validation passed in {:.1f} ms: {}", report.elapsed.count() / 1000.0, report.detail);
   }
   return kExitOk;
 }
 
 int run_linkerd(int argc, char** argv) {
+  ErrorWriter fail;
   CLI::App app{"Linkerd's proxy-init command line, carried out by weir."};
   app.name("weir-init proxy-init");
   LinkerdFlags f;
   bind_linkerd_flags(app, f);
-  if (int rc = parse(app, argc, argv, kExitFailed); rc >= 0) return rc;
-  if (!known_level(f.log_level)) return fail("proxy-init", "--log-level: \"" + f.log_level + "\" is not a log level", kExitFailed);
-  setup_logging(f.log_level, f.log_format == "json");
+  if (int rc = parse(app, argc, argv, kExitFailed, fail); rc >= 0) return rc;
+  if (!is_spdlog_level(f.log_level)) return fail("proxy-init", "--log-level: \"" + f.log_level + "\" is not a log level", kExitFailed);
+  setup_logging(fail, f.log_level, f.log_format == "json");
   auto cmd = linkerd_command(f);
   if (!cmd) return fail("proxy-init", cmd.error().message, kExitFailed);
   for (const auto& note : cmd->notes) spdlog::info("{}", note);
@@ -305,6 +256,7 @@ int run_linkerd(int argc, char** argv) {
 }
 
 int run_validate(int argc, char** argv) {
+  ErrorWriter fail;
   CLI::App app{"Checks that this namespace's TCP goes to the proxy: listens on the proxy's ports on loopback, "
                "dials an address the rules must redirect, and succeeds only when the connection arrives with "
                "SO_ORIGINAL_DST equal to what was dialed. Needs no privilege (ports >= 1024 as non-root)."};
@@ -327,10 +279,10 @@ int run_validate(int argc, char** argv) {
       ->envname("WEIR_VALIDATE_TIMEOUT")->multi_option_policy(last);
   app.add_option("--failure-exit-code", failure_code, "exit code when capture is missing (42; Linkerd's is 95)")
       ->envname("WEIR_VALIDATE_FAILURE_EXIT_CODE")->check(CLI::Range(1, 255));
-  app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")->envname("WEIR_LOG_LEVEL");
-  if (int rc = parse(app, argc, argv, kExitUsage); rc >= 0) return rc;
-  if (!known_level(log_level)) return fail("validate", "--log-level: \"" + log_level + "\" is not a log level", kExitUsage);
-  setup_logging(log_level);
+  app.add_option("--log-level", log_level, log_levels_text())->envname("WEIR_LOG_LEVEL");
+  if (int rc = parse(app, argc, argv, kExitUsage, fail); rc >= 0) return rc;
+  if (!is_spdlog_level(log_level)) return fail("validate", "--log-level: \"" + log_level + "\" is not a log level", kExitUsage);
+  setup_logging(fail, log_level);
 
   ValidationOptions opts;
   auto o = parse_port_value("--outbound-port", out_port);
@@ -367,13 +319,14 @@ int run_validate(int argc, char** argv) {
   return kExitOk;
 }
 
-struct Command {
+// The command lines other than the native one: the first word picks one.
+struct SubcommandEntry {
   const char* name;
   const char* description;
   int (*run)(int argc, char** argv);
 };
 
-const Command kCommands[] = {
+const SubcommandEntry kSubcommands[] = {
     {"istio-iptables", "Istio's init command line", run_istio},
     {"proxy-init", "Linkerd's proxy-init command line", run_linkerd},
     {"validate", "check that capture is in place", run_validate},
@@ -385,7 +338,7 @@ const Command kCommands[] = {
 int main(int argc, char** argv) {
   try {
     if (argc > 1) {
-      for (const auto& c : weir::kCommands) {
+      for (const auto& c : weir::kSubcommands) {
         if (std::strcmp(argv[1], c.name) == 0) return c.run(argc - 1, argv + 1);
       }
     }

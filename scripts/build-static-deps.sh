@@ -3,6 +3,8 @@
 # Debian's own source packages (Debian ships no libip4tc.a/libip6tc.a/libnl-3.a):
 #   libip4tc.a, libip6tc.a   libiptc/libip4tc.c and libip6tc.c of `iptables`
 #   libnl-3.a, libnl-route-3.a   lib/ of `libnl3` (autotools, static only)
+#   libmnl.a     `libmnl` (autotools, static only), for the nftables filter
+#   libnftnl.a   copied from Debian's libnftnl-dev, which ships it
 # into $WEIR_STATIC_DEPS_DIR/prefix (default: build-static-deps/prefix) with
 # headers and pkg-config files. spdlog and fmt need no archive: the static
 # build uses them header-only (cmake/static.cmake).
@@ -17,7 +19,7 @@ deps=${WEIR_STATIC_DEPS_DIR:-$repo/build-static-deps}
 prefix=$deps/prefix
 jobs=${WEIR_JOBS:-2}
 # Bump when the recipe changes, so cached archives are rebuilt.
-recipe=3
+recipe=4
 stamp=$prefix/.weir-static-deps
 
 log() { echo "build-static-deps: $*" >&2; }
@@ -82,6 +84,7 @@ fetch() {
 }
 fetch iptables libip4tc-dev
 fetch libnl3 libnl-3-dev
+fetch libmnl libmnl-dev
 
 # Only the archives are needed: sections per function so the final link can
 # drop what weir never calls (and with it, most of glibc's NSS references).
@@ -152,6 +155,49 @@ Libs: -L\${libdir} -lnl-route-3
 Cflags: -I\${includedir}/libnl3
 EOF
 log "built libnl-3.a libnl-route-3.a ($nlver)"
+
+# libmnl: netlink sockets and messages for the nftables filter (and what
+# libnftnl.a itself calls). Its tarball has a generated configure.
+mnl=$(echo "$src"/libmnl-*/)
+cd "$mnl"
+CFLAGS="$cflags" ./configure -q --prefix="$prefix" --enable-static --disable-shared >"$src/libmnl-configure.log" 2>&1 \
+  || { tail -20 "$src/libmnl-configure.log" >&2; exit 1; }
+make -j"$jobs" -C src >"$src/libmnl-make.log" 2>&1 || { tail -20 "$src/libmnl-make.log" >&2; exit 1; }
+cp src/.libs/libmnl.a "$prefix/lib/"
+cp -r include/libmnl "$prefix/include/"
+mnlver=$(basename "$mnl" | sed 's/^libmnl-//')
+cat >"$prefix/lib/pkgconfig/libmnl.pc" <<EOF
+prefix=$prefix
+libdir=\${prefix}/lib
+includedir=\${prefix}/include
+
+Name: libmnl
+Description: Minimalistic Netlink library (static, built by weir)
+Version: $mnlver
+Libs: -L\${libdir} -lmnl
+Cflags: -I\${includedir}
+EOF
+log "built libmnl.a ($mnlver)"
+
+# libnftnl: Debian's libnftnl-dev ships libnftnl.a, the same version as the
+# headers of the shared build. It calls libmnl, hence the Requires.
+multiarch=$(gcc -print-multiarch)
+cp "/usr/lib/$multiarch/libnftnl.a" "$prefix/lib/"
+cp -r /usr/include/libnftnl "$prefix/include/"
+nftnlver=$(dpkg-query -W -f='${Version}' libnftnl-dev | sed 's/-[^-]*$//')
+cat >"$prefix/lib/pkgconfig/libnftnl.pc" <<EOF
+prefix=$prefix
+libdir=\${prefix}/lib
+includedir=\${prefix}/include
+
+Name: libnftnl
+Description: nf_tables netlink messages (Debian's static archive, copied by weir)
+Version: $nftnlver
+Requires: libmnl
+Libs: -L\${libdir} -lnftnl
+Cflags: -I\${includedir}
+EOF
+log "copied libnftnl.a ($nftnlver)"
 
 echo "$recipe" >"$stamp"
 log "done: $prefix"

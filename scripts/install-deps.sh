@@ -7,8 +7,14 @@ pkgs=(
   build-essential cmake ninja-build pkg-config
   libiptc-dev libip4tc-dev libip6tc-dev libxtables-dev
   libnl-3-dev libnl-route-3-dev
+  libnftnl-dev libmnl-dev  # the nftables filter (kernel/nft/), in-process over netlink
+  nftables  # tests only: they look at what weir did with nft; weir never runs it
   nlohmann-json3-dev libcli11-dev libspdlog-dev doctest-dev
   iptables iproute2 containernetworking-plugins python3 python3-yaml procps util-linux
+  # weir-node: the CRI client (gRPC C++ and protobuf), /readyz and /metrics
+  # (cpp-httplib), and a private containerd for its end-to-end test.
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libcpp-httplib-dev
+  containerd runc busybox-static
   # The fuzz targets (fuzz/run.sh, ctest fuzz_smoke): clang and its libFuzzer,
   # ASan and UBSan runtimes (only recommended by clang, so named here).
   clang libclang-rt-14-dev

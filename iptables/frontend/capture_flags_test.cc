@@ -8,10 +8,13 @@
 #include <string>
 #include <vector>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <doctest/doctest.h>
+
+#include "rules/spec_fields_samples.h"
 
 namespace weir {
 namespace {
@@ -206,6 +209,129 @@ TEST_CASE("read_resolv_conf") {
   std::remove(empty.c_str());
   CHECK_FALSE(e.ok());
   CHECK_FALSE(read_resolv_conf("/nonexistent/resolv.conf").ok());
+}
+
+}  // namespace
+}  // namespace weir
+
+// ---- Every field of the table, through its flag and its variable ----
+
+namespace weir {
+namespace {
+
+const SpecField& field_of(const std::string& key) {
+  const SpecField* f = find_spec_field(key);
+  REQUIRE(f != nullptr);
+  return *f;
+}
+
+// The arguments that give `text` through the field's flag.
+std::vector<std::string> flag_args(const SpecField& f, const std::string& text) {
+  std::vector<std::string> args;
+  if (f.arity == FieldArity::Switch) {
+    args.push_back("--" + f.flag + (*parse_bool_text("", text) ? "" : "=false"));
+  } else {
+    args = {"--" + f.flag, text};
+  }
+  if (f.key == "dns.servers") args.push_back("--redirect-dns");  // servers need DNS capture on
+  return args;
+}
+
+std::string after(const std::string& message, const std::string& what) {
+  REQUIRE_MESSAGE(message.rfind(what + ": ", 0) == 0, message, " should start with ", what);
+  return message.substr(what.size() + 2);
+}
+
+TEST_CASE("every field: its flag and its WEIR_ variable give what its text gives, or the same error") {
+  for (const auto& sample : testing::field_samples()) {
+    CAPTURE(sample.key);
+    const SpecField& f = field_of(sample.key);
+    const std::string env = flag_env_name("WEIRTEST_", f.flag);
+    for (const std::string& text : sample.texts) {
+      CAPTURE(text);
+      Result<CaptureSpec> by_flag = build_from(flag_args(f, text));
+      REQUIRE_MESSAGE(by_flag.ok(), by_flag.error().message);
+      CHECK(f.get_json(*by_flag) == sample.value);
+
+      ::setenv(env.c_str(), text.c_str(), 1);
+      if (f.key == "dns.servers") ::setenv("WEIRTEST_REDIRECT_DNS", "true", 1);
+      Result<CaptureSpec> by_env = build_from({}, {.env_prefix = "WEIRTEST_"});
+      ::unsetenv(env.c_str());
+      ::unsetenv("WEIRTEST_REDIRECT_DNS");
+      REQUIRE_MESSAGE(by_env.ok(), by_env.error().message);
+      CHECK(f.get_json(*by_env) == sample.value);
+      CHECK(*by_env == *by_flag);
+    }
+    if (f.arity != FieldArity::Switch) {
+      Result<CaptureSpec> bad = build_from({"--" + f.flag, sample.bad});
+      REQUIRE_FALSE(bad.ok());
+      CHECK(after(bad.error().message, "--" + f.flag) == sample.error);
+    }
+    ::setenv(env.c_str(), sample.bad.c_str(), 1);
+    Result<CaptureSpec> bad_env = build_from({}, {.env_prefix = "WEIRTEST_"});
+    ::unsetenv(env.c_str());
+    REQUIRE_FALSE(bad_env.ok());
+    CHECK(after(bad_env.error().message, env) == sample.error);
+  }
+}
+
+TEST_CASE("--tproxy-mark and WEIR_TPROXY_MARK take hex, as weir.dev/tproxyMark and the JSON do") {
+  Result<CaptureSpec> s = build_from({"--tproxy-mark", "0x539", "--backend", "iptables"});
+  REQUIRE(s.ok());
+  CHECK(s->tproxy_mark == 0x539);
+  CHECK(s->backend == FilterBackend::Iptables);
+  ::setenv("WEIRTEST_BACKEND", "nftables", 1);
+  Result<CaptureSpec> e = build_from({}, {.env_prefix = "WEIRTEST_"});
+  ::unsetenv("WEIRTEST_BACKEND");
+  REQUIRE(e.ok());
+  CHECK(e->backend == FilterBackend::Nftables);
+}
+
+TEST_CASE("--config: a directory, a FIFO, an unreadable or too large file get a clear error") {
+  const std::string dir = "/tmp/weir-flags-test-" + std::to_string(::getpid()) + "-dir";
+  REQUIRE(::mkdir(dir.c_str(), 0700) == 0);
+  Result<CaptureSpec> d = build_from({"--config", dir});
+  ::rmdir(dir.c_str());
+  REQUIRE_FALSE(d.ok());
+  CHECK(d.error().kind == ErrorKind::Io);
+  CHECK(d.error().message == "--config: " + dir + ": is a directory, not a regular file");
+
+  const std::string fifo = "/tmp/weir-flags-test-" + std::to_string(::getpid()) + "-fifo";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  Result<CaptureSpec> f = build_from({"--config", fifo});  // must not wait for a writer
+  ::unlink(fifo.c_str());
+  REQUIRE_FALSE(f.ok());
+  CHECK(f.error().message.find("a FIFO, not a regular file") != std::string::npos);
+
+  const std::string big = temp_file("big.json", "{\"excludeOutboundPorts\": \"" + std::string(5u << 20, ' ') + "\"}");
+  Result<CaptureSpec> b = build_from({"--config", big});
+  std::remove(big.c_str());
+  REQUIRE_FALSE(b.ok());
+  CHECK(b.error().message.find("larger than the 4194304 bytes weir reads") != std::string::npos);
+
+  if (::geteuid() != 0) {  // root reads anything
+    const std::string locked = temp_file("locked.json", "{}");
+    ::chmod(locked.c_str(), 0);
+    Result<CaptureSpec> l = build_from({"--config", locked});
+    std::remove(locked.c_str());
+    REQUIRE_FALSE(l.ok());
+    CHECK(l.error().message.find("Permission denied") != std::string::npos);
+  }
+  ::setenv("WEIRTEST_CONFIG", "/nonexistent/weir.json", 1);
+  Result<CaptureSpec> env = build_from({}, {.env_prefix = "WEIRTEST_"});
+  ::unsetenv("WEIRTEST_CONFIG");
+  REQUIRE_FALSE(env.ok());
+  CHECK(env.error().message.find("/nonexistent/weir.json") != std::string::npos);
+}
+
+TEST_CASE("read_small_file reads a regular file whole") {
+  const std::string path = temp_file("small.txt", "hello\n");
+  Result<std::string> r = read_small_file(path, 100);
+  Result<std::string> tight = read_small_file(path, 3);
+  std::remove(path.c_str());
+  REQUIRE(r.ok());
+  CHECK(*r == "hello\n");
+  CHECK_FALSE(tight.ok());
 }
 
 }  // namespace

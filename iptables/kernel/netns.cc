@@ -43,34 +43,72 @@ std::string netns_path(const std::string& ref) {
 
 namespace {
 
-// NS_GET_NSTYPE answers directly; older kernels lack it, so fall back to
-// "is it on nsfs" (which cannot tell a net namespace from a mount namespace).
+const char* file_kind(mode_t mode) {
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "a regular file";
+}
+
+// The kind of a failed open(2) of a namespace path. Only ENOENT and ENOTDIR
+// say the namespace is not there (a CNI DEL then has nothing to remove);
+// any other failure (EMFILE, EACCES, ...) says nothing about the namespace
+// and must reach the caller as a failure, errno included.
+ErrorKind open_failure_kind(int err) {
+  if (err == ENOENT || err == ENOTDIR) return ErrorKind::NetnsNotFound;
+  if (err == ELOOP || err == ENAMETOOLONG || err == EINVAL) return ErrorKind::InvalidArgument;
+  return ErrorKind::Io;
+}
+
+Error open_failure(const std::string& what, int err) {
+  Error e = system_error(open_failure_kind(err), what, err);
+  if (err == EMFILE || err == ENFILE)
+    e.message += std::string(" (out of file descriptors: ") + (err == EMFILE ? "EMFILE" : "ENFILE") + ")";
+  return e;
+}
+
+// Checks, without opening the file for reading (a FIFO would block the
+// open forever, a device could act on it), that `probe` (an O_PATH
+// descriptor) is on nsfs. NS_GET_NSTYPE then tells a network namespace
+// from another kind on the descriptor opened for reading; on kernels
+// without it (before 4.11), "on nsfs" is all that can be checked.
+Status check_on_nsfs(int probe, const struct stat& st, const std::string& path) {
+  if (!S_ISREG(st.st_mode))
+    return Error{ErrorKind::InvalidArgument, path + " is not a network namespace (it is " + file_kind(st.st_mode) + ")", 0};
+  struct statfs sfs {};
+  if (::fstatfs(probe, &sfs) != 0) return open_failure("statfs " + path, errno);
+  if (sfs.f_type != static_cast<decltype(sfs.f_type)>(NSFS_MAGIC))
+    return Error{ErrorKind::InvalidArgument, path + " is not a network namespace", 0};
+  return {};
+}
+
 Status check_is_netns(int fd, const std::string& path) {
   int type = ::ioctl(fd, NS_GET_NSTYPE);
-  if (type >= 0) {
-    if (type == CLONE_NEWNET) return {};
-    return Error{ErrorKind::InvalidArgument, path + " is not a network namespace (it is another kind of namespace)"};
-  }
-  struct statfs sfs {};
-  if (::fstatfs(fd, &sfs) == 0 && sfs.f_type == static_cast<decltype(sfs.f_type)>(NSFS_MAGIC)) return {};
-  return Error{ErrorKind::InvalidArgument, path + " is not a network namespace"};
+  if (type < 0 || type == CLONE_NEWNET) return {};
+  return Error{ErrorKind::InvalidArgument, path + " is not a network namespace (it is another kind of namespace)", 0};
 }
 
 }  // namespace
 
 Result<Netns> Netns::open(const std::string& path) {
-  int raw = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (raw < 0) {
-    int err = errno;
-    if (err == ENOENT) return system_error(ErrorKind::NetnsNotFound, "open network namespace " + path, err);
-    return system_error(ErrorKind::InvalidArgument, "open network namespace " + path, err);
-  }
-  Netns ns;
-  ns.fd_ = Fd(raw);
-  ns.path_ = path;
+  const std::string what = "open network namespace " + path;
+  Fd probe(::open(path.c_str(), O_PATH | O_CLOEXEC));
+  if (!probe.valid()) return open_failure(what, errno);
   struct stat st {};
-  if (::fstat(raw, &st) != 0) return system_error(ErrorKind::InvalidArgument, "stat " + path, errno);
-  if (Status s = check_is_netns(raw, path); !s) return s.error();
+  if (::fstat(probe.get(), &st) != 0) return open_failure("stat " + path, errno);
+  if (Status s = check_on_nsfs(probe.get(), st, path); !s) return s.error();
+  // setns, flock and ioctl need a descriptor opened for reading (O_PATH
+  // ones are refused with EBADF): reopen this very inode through /proc, so
+  // that no rename of `path` in between can swap in another file.
+  const std::string self = "/proc/self/fd/" + std::to_string(probe.get());
+  Fd fd(::open(self.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  if (!fd.valid()) return open_failure(what, errno);
+  if (Status s = check_is_netns(fd.get(), path); !s) return s.error();
+  Netns ns;
+  ns.fd_ = std::move(fd);
+  ns.path_ = path;
   ns.dev_ = st.st_dev;
   ns.ino_ = st.st_ino;
   return ns;

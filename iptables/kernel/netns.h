@@ -35,8 +35,13 @@ std::string netns_path(const std::string& ref);
 // An opened network namespace.
 class Netns {
  public:
-  // Opens `path` and checks that it is a network namespace (not a plain file,
-  // not another kind of namespace). NetnsNotFound when it does not exist.
+  // Opens `path` and checks that it is a network namespace, without blocking
+  // and without opening anything else for reading (a FIFO, a device).
+  // Errors: NetnsNotFound only when the path does not exist (ENOENT,
+  // ENOTDIR); InvalidArgument when it is not a network namespace (a FIFO, a
+  // plain file, another kind of namespace; sys_errno 0); any other failure
+  // to open it (EMFILE, EACCES, ...) keeps its errno, kind Io, and says
+  // nothing about whether the namespace exists.
   static Result<Netns> open(const std::string& path);
   // The calling thread's current namespace.
   static Result<Netns> current();

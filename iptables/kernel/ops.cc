@@ -1,12 +1,13 @@
 #include "kernel/ops.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <optional>
 
-#include "kernel/iptc/backend.h"
+#include "kernel/iptc/filter.h"
 #include "kernel/netns.h"
 #include "rules/plan.h"
-#include "kernel/routes.h"
+#include "rules/xtables/lower.h"
 
 namespace weir {
 namespace {
@@ -20,7 +21,7 @@ Result<Netns> open_target(const NetnsTarget& t, bool writes) {
     auto self = Netns::current();
     if (!self) return self.error();
     if (ns->same_as(*self))
-      return Error{ErrorKind::InvalidArgument, "refusing to change the network namespace weir itself runs in (" +
+      return Error{ErrorKind::OwnNetns, "refusing to change the network namespace weir itself runs in (" +
                                                    t.netns_path + "); pass --netns self to mean it",
                    0};
   }
@@ -50,117 +51,275 @@ Result<Session> begin(const NetnsTarget& t, bool writes) {
   return s;
 }
 
-// Keeps only the given families of a plan.
-RulePlan restrict_to(RulePlan p, const std::vector<Family>& fams) {
-  auto drop = [&](Family f) { return std::find(fams.begin(), fams.end(), f) == fams.end(); };
-  std::erase_if(p.rulesets, [&](const Ruleset& rs) { return drop(rs.family); });
-  std::erase_if(p.routes, [&](const PolicyRoute& r) { return drop(r.family); });
-  return p;
+// The libiptc filter, rtnetlink and /proc: what front ends get.
+struct RealKernel {
+  IptcFilter iptc;
+  NetlinkRouting routing;
+  NetlinkLinks links;
+  KernelSide side{{&iptc}, routing, links};
+};
+
+// The filter this operation works with. Today the first candidate; the
+// nftables filter adds choosing by probe() here.
+Result<PacketFilter*> choose_filter(const KernelSide& kernel) {
+  if (kernel.filters.empty() || !kernel.filters.front())
+    return Error{ErrorKind::Internal, "no packet filter to work with", 0};
+  return kernel.filters.front();
 }
+
+bool contains(const std::vector<Family>& fams, Family f) { return std::find(fams.begin(), fams.end(), f) != fams.end(); }
 
 // The families to work on, called inside the namespace. A spec asking for
 // IPv6 in a namespace without IPv6 gets IPv4 only, with a warning (no IPv6
 // traffic can bypass a proxy where there is no IPv6).
-Result<std::vector<Family>> usable_families(const CaptureSpec& spec, const std::string& where,
+Result<std::vector<Family>> usable_families(const CaptureSpec& spec, const std::string& where, Links& links,
                                             std::vector<std::string>* warnings) {
   std::vector<Family> fams = families(spec);
-  bool wants_v6 = std::find(fams.begin(), fams.end(), Family::V6) != fams.end();
-  if (!wants_v6 || kernel_has_ipv6()) return fams;
-  fams.erase(std::remove(fams.begin(), fams.end(), Family::V6), fams.end());
+  if (!contains(fams, Family::V6) || links.has_ipv6()) return fams;
+  std::erase(fams, Family::V6);
   if (fams.empty())
     return Error{ErrorKind::Unsupported, "the spec asks for IPv6 only, but netns " + where + " has no IPv6", 0};
   if (warnings) warnings->push_back("netns " + where + " has no IPv6; installing IPv4 rules only");
   return fams;
 }
 
-std::vector<Family> all_families() {
+std::vector<Family> all_families(Links& links) {
   std::vector<Family> fams{Family::V4};
-  if (kernel_has_ipv6()) fams.push_back(Family::V6);
+  if (links.has_ipv6()) fams.push_back(Family::V6);
   return fams;
 }
 
-std::unique_ptr<Backend> default_backend(Backend*& backend) {
-  std::unique_ptr<Backend> owned;
-  if (!backend) {
-    owned = make_iptc_backend();
-    backend = owned.get();
-  }
-  return owned;
-}
-
-void link_warnings(const CaptureSpec& spec, const std::string& where, std::vector<std::string>& warnings) {
+void link_warnings(const CaptureSpec& spec, const std::string& where, Links& links, std::vector<std::string>& warnings) {
   auto missing = [&](const std::string& name, const char* what) {
-    auto exists = routes::link_exists(name);
+    auto exists = links.link_exists(name);
     if (exists && !*exists) warnings.push_back(std::string(what) + " " + name + " does not exist in netns " + where);
   };
   for (const std::string& i : spec.exclude_interfaces) missing(i, "excluded interface");
   for (const std::string& i : spec.kube_virt_interfaces) missing(i, "kube-virt interface");
-  auto up = routes::link_is_up("lo");
+  auto up = links.link_is_up("lo");
   if (up && !*up) warnings.push_back("lo is down in netns " + where + ": REDIRECT to the proxy needs lo up");
+}
+
+bool has_tproxy(const CapturePolicy& p, Family f) {
+  const FamilyPolicy* fp = nullptr;
+  for (const FamilyPolicy& x : p.families)
+    if (x.family == f) fp = &x;
+  if (!fp) return false;
+  for (const StagePolicy& s : fp->stages)
+    for (const PolicyChain& c : s.chains)
+      for (const Step& st : c.steps)
+        if (std::holds_alternative<Tproxy>(st.action)) return true;
+  return false;
+}
+
+bool has_family(const CapturePolicy& p, Family f) {
+  return std::any_of(p.families.begin(), p.families.end(), [&](const FamilyPolicy& x) { return x.family == f; });
+}
+
+// One all-or-nothing change of weir's state in `scope` to `wanted`.
+struct Transaction {
+  KernelSide& kernel;
+  PacketFilter& filter;
+  std::vector<Family> scope;
+  // Look for weir's policy routes even where neither the wanted policy nor
+  // weir's previous rules have TPROXY (listing routes costs more than the
+  // rest of an apply, and weir installs them only beside its TPROXY rules;
+  // clean looks everywhere).
+  bool all_routes = false;
+  std::vector<std::string>* warnings = nullptr;
+  std::string where;
+
+  struct RouteChange {
+    PolicyRoute route;
+    bool installed;  // false: removed
+  };
+
+  Status run(const CapturePolicy& wanted, bool add_passthrough) {
+    // 1. ::6 on lo. The IPv6 rules let the proxy's connections from ::6
+    // through; the proxy can bind ::6 only once lo has it (127.0.0.6 needs
+    // nothing). Left in place by clean: weir cannot tell its own from one
+    // the pod's runtime added.
+    bool added_pt = false;
+    if (add_passthrough && has_family(wanted, Family::V6)) {
+      auto added = kernel.links.add_lo_address(passthrough_addr(Family::V6));
+      if (!added) {
+        // IPv6 disabled on lo by sysctl: no IPv6 traffic flows there, so
+        // none can bypass the proxy; the IPv6 rules go in all the same.
+        if (added.error().sys_errno != EACCES) return added.error();
+        if (warnings)
+          warnings->push_back("IPv6 is disabled in netns " + where +
+                              " (disable_ipv6 sysctl): the IPv6 rules are installed, ::6 is not added to lo");
+      } else {
+        added_pt = *added;
+      }
+    }
+    auto undo_passthrough = [&](std::string& failures) {
+      if (!added_pt) return;
+      if (Status s = kernel.links.remove_lo_address(passthrough_addr(Family::V6)); !s) failures += "; " + s.error().message;
+    };
+    auto fail = [](Error cause, const std::string& failures) {
+      if (!failures.empty()) cause.message += " (and putting back the previous state failed" + failures + ")";
+      return cause;
+    };
+
+    // 2. The packet filter (itself all or nothing).
+    auto previous = filter.apply(wanted, scope);
+    if (!previous) {
+      std::string failures;
+      undo_passthrough(failures);
+      return fail(previous.error(), failures);
+    }
+    auto undo_filter = [&](std::string& failures) {
+      auto back = filter.apply(*previous, scope);
+      if (!back) failures += "; " + back.error().message;
+    };
+
+    // 3. The policy routes.
+    std::vector<RouteChange> changes;
+    auto rollback = [&](const Error& cause) {
+      std::string failures;
+      for (auto it = changes.rbegin(); it != changes.rend(); ++it) {
+        Status s = it->installed ? kernel.routing.remove(it->route) : kernel.routing.install(it->route);
+        if (!s) failures += "; " + s.error().message;
+      }
+      undo_filter(failures);
+      undo_passthrough(failures);
+      return fail(cause, failures);
+    };
+    std::vector<PolicyRoute> old_routes;
+    for (Family f : scope) {
+      bool wanted_here = std::any_of(wanted.routes.begin(), wanted.routes.end(),
+                                     [&](const PolicyRoute& r) { return r.family == f; });
+      if (!all_routes && !wanted_here && !has_tproxy(*previous, f)) continue;
+      auto listed = kernel.routing.list(f);
+      if (!listed) return rollback(listed.error().wrap(std::string("read ") + to_string(f) + " policy routes"));
+      old_routes.insert(old_routes.end(), listed->begin(), listed->end());
+    }
+    for (const PolicyRoute& r : old_routes) {
+      if (std::find(wanted.routes.begin(), wanted.routes.end(), r) != wanted.routes.end()) continue;
+      if (Status s = kernel.routing.remove(r); !s) return rollback(s.error());
+      changes.push_back({r, false});
+    }
+    for (const PolicyRoute& r : wanted.routes) {
+      if (!contains(scope, r.family)) continue;
+      if (std::find(old_routes.begin(), old_routes.end(), r) != old_routes.end()) continue;
+      if (Status s = kernel.routing.install(r); !s) return rollback(s.error());
+      changes.push_back({r, true});
+    }
+    return {};
+  }
+};
+
+// weir's live state: the filter's rules and the policy routes.
+Result<CapturePolicy> read_live(KernelSide& kernel, PacketFilter& filter, const std::vector<Family>& fams) {
+  auto live = filter.read(fams);
+  if (!live) return live.error();
+  std::erase_if(live->families, [](const FamilyPolicy& fp) { return fp.stages.empty(); });
+  live->routes.clear();  // not the filter's
+  for (Family f : fams) {
+    auto routes = kernel.routing.list(f);
+    if (!routes) return routes.error().wrap(std::string("read ") + to_string(f) + " policy routes");
+    live->routes.insert(live->routes.end(), routes->begin(), routes->end());
+  }
+  return live;
 }
 
 }  // namespace
 
-Result<ApplyReport> apply(const NetnsTarget& t, const CaptureSpec& spec, Backend* backend) {
+Status open_target(const NetnsTarget& t) {
+  auto ns = open_target(t, true);
+  if (!ns) return ns.error();
+  return {};
+}
+
+Status in_netns(const NetnsTarget& t, const std::function<Status()>& fn, bool* entered) {
+  if (entered) *entered = false;
+  auto session = begin(t, false);
+  if (!session) return session.error();
+  if (entered) *entered = true;
+  return fn();
+}
+
+Result<ApplyReport> apply(const NetnsTarget& t, const CaptureSpec& spec, KernelSide& kernel) {
   if (Status s = validate(spec); !s) return s.error();
   auto session = begin(t, true);
   if (!session) return session.error();
-  auto owned = default_backend(backend);
+  auto filter = choose_filter(kernel);
+  if (!filter) return filter.error();
   ApplyReport report;
-  auto fams = usable_families(spec, t.netns_path, &report.warnings);
+  auto fams = usable_families(spec, t.netns_path, kernel.links, &report.warnings);
   if (!fams) return fams.error();
-  report.plan = restrict_to(plan(spec), *fams);
-  // The IPv6 rules let the proxy's connections from ::6 through; the proxy
-  // can bind ::6 only once lo has it (127.0.0.6 needs nothing). Added before
-  // the rules and taken back if they fail: all or nothing. Left in place by
-  // clean: weir cannot tell its own from one the pod's runtime added.
-  bool added_pt = false;
-  if (report.plan.find(Family::V6) != nullptr) {
-    auto added = routes::add_lo_address(passthrough_addr(Family::V6));
-    if (!added) return added.error().wrap("apply in netns " + t.netns_path);
-    added_pt = *added;
-  }
-  if (Status s = backend->apply(report.plan); !s) {
-    if (added_pt) (void)routes::remove_lo_address(passthrough_addr(Family::V6));
-    return s.error().wrap("apply in netns " + t.netns_path);
-  }
-  link_warnings(spec, t.netns_path, report.warnings);
+  const CapturePolicy wanted = restrict_to(capture_policy(spec), *fams);
+  auto rules = xtables::lower(wanted);  // what the report shows (plan() does the same)
+  if (!rules) return rules.error();
+  report.plan = std::move(*rules);
+  Transaction tx{kernel, **filter, all_families(kernel.links), false, &report.warnings, t.netns_path};
+  if (Status s = tx.run(wanted, true); !s) return s.error().wrap("apply in netns " + t.netns_path);
+  link_warnings(spec, t.netns_path, kernel.links, report.warnings);
   return report;
 }
 
-Result<CheckReport> check(const NetnsTarget& t, const CaptureSpec& spec, Backend* backend) {
+Result<CheckReport> check(const NetnsTarget& t, const CaptureSpec& spec, KernelSide& kernel) {
   if (Status s = validate(spec); !s) return s.error();
   auto session = begin(t, false);
   if (!session) return session.error();
-  auto owned = default_backend(backend);
-  auto fams = usable_families(spec, t.netns_path, nullptr);
+  auto filter = choose_filter(kernel);
+  if (!filter) return filter.error();
+  auto fams = usable_families(spec, t.netns_path, kernel.links, nullptr);
   if (!fams) return fams.error();
   CheckReport report;
-  report.wanted = restrict_to(plan(spec), *fams);
+  // At the filter's granularity, as it reads its rules back.
+  report.wanted = (*filter)->canonical(restrict_to(capture_policy(spec), *fams));
   // Every family, not only the spec's: weir rules of a family the spec no
   // longer wants are drift too (apply would remove them).
-  auto live = backend->read(all_families());
+  auto live = read_live(kernel, **filter, all_families(kernel.links));
   if (!live) return live.error().wrap("read netns " + t.netns_path);
   report.live = order_like(*live, report.wanted);
   report.diff = diff(report.wanted, report.live);
   return report;
 }
 
-Status clean(const NetnsTarget& t, Backend* backend) {
+Status clean(const NetnsTarget& t, KernelSide& kernel) {
   auto session = begin(t, true);
   if (!session) return session.error();
-  auto owned = default_backend(backend);
-  if (Status s = backend->remove(all_families()); !s) return s.error().wrap("clean netns " + t.netns_path);
+  auto filter = choose_filter(kernel);
+  if (!filter) return filter.error();
+  Transaction tx{kernel, **filter, all_families(kernel.links), true, nullptr, t.netns_path};
+  if (Status s = tx.run(CapturePolicy{}, false); !s) return s.error().wrap("clean netns " + t.netns_path);
   return {};
 }
 
-Result<RulePlan> show(const NetnsTarget& t, Backend* backend) {
+Result<RulePlan> show(const NetnsTarget& t, KernelSide& kernel) {
   auto session = begin(t, false);
   if (!session) return session.error();
-  auto owned = default_backend(backend);
-  auto live = backend->read(all_families());
+  auto filter = choose_filter(kernel);
+  if (!filter) return filter.error();
+  auto live = read_live(kernel, **filter, all_families(kernel.links));
   if (!live) return live.error().wrap("read netns " + t.netns_path);
-  return std::move(*live);
+  // In xtables form until the front ends print policies.
+  auto rules = xtables::lower(*live);
+  if (!rules) return rules.error().wrap(std::string("read back the ") + (*filter)->name() + " rules in " + t.netns_path);
+  return std::move(*rules);
+}
+
+Result<ApplyReport> apply(const NetnsTarget& t, const CaptureSpec& spec) {
+  RealKernel k;
+  return apply(t, spec, k.side);
+}
+
+Result<CheckReport> check(const NetnsTarget& t, const CaptureSpec& spec) {
+  RealKernel k;
+  return check(t, spec, k.side);
+}
+
+Status clean(const NetnsTarget& t) {
+  RealKernel k;
+  return clean(t, k.side);
+}
+
+Result<RulePlan> show(const NetnsTarget& t) {
+  RealKernel k;
+  return show(t, k.side);
 }
 
 }  // namespace weir

@@ -1,13 +1,17 @@
-// What front ends call: plan-and-apply, check, clean and read against a
+// What front ends call: plan-and-apply, check, clean and show against a
 // network namespace. Each enters the namespace, takes the namespace's lock
-// (writers only), verifies the kernel can take what the spec asks for, and
-// delegates to a Backend.
+// (writers only), and works through the kernel side: a packet filter, the
+// policy routes and lo's addresses. apply and clean are one all-or-nothing
+// transaction across the three.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
-#include "kernel/backend.h"
+#include "kernel/links.h"
+#include "kernel/packet_filter.h"
+#include "kernel/routing.h"
 #include "rules/diff.h"
 #include "rules/model.h"
 #include "rules/spec.h"
@@ -20,26 +24,65 @@ struct NetnsTarget {
   int lock_timeout_ms = 10000;  // waiting for another writer to the namespace (see NetnsLock)
 };
 
+// The kernel side ops works through. Each works on the calling thread's
+// namespace; ops calls them only from inside the target.
+struct KernelSide {
+  // The packet filters weir can write with, in order of preference. Today
+  // ops uses the first (libiptc). Room for the nftables filter: choose by
+  // probe(), and after a successful apply with one, remove weir's rules from
+  // the others (see choose_filter in ops.cc).
+  std::vector<PacketFilter*> filters;
+  PolicyRouting& routing;
+  Links& links;
+};
+
 struct ApplyReport {
   RulePlan plan;                      // what was installed
   std::vector<std::string> warnings;  // e.g. "excluded interface eth7 does not exist"
 };
 
-// Validates the spec, plans it, and installs the plan in the target namespace.
-// Error (and nothing changed) when the spec asks for IPv6 and the namespace has
-// IPv6 but weir cannot install IPv6 rules.
-Result<ApplyReport> apply(const NetnsTarget& t, const CaptureSpec& spec, Backend* backend = nullptr);
+// Opens the target as apply() and clean() do before they act, and changes
+// nothing: NetnsNotFound when it does not exist, InvalidArgument when it is
+// not a network namespace, OwnNetns when it is the caller's own and
+// allow_own_netns is not set.
+Status open_target(const NetnsTarget& t);
+
+// Runs `fn` with the calling thread inside the target's namespace (opened as
+// check() opens it; no lock: for readers, e.g. a validation that dials from
+// inside, or reading the pod's addresses) and brings the thread back before
+// returning. The error of entering, or fn's own. `entered` (if given) says
+// whether fn ran.
+Status in_netns(const NetnsTarget& t, const std::function<Status()>& fn, bool* entered = nullptr);
+
+// Validates the spec, plans it, and installs the plan in the target
+// namespace, all or nothing. In order: ::6 on lo (when the plan has IPv6
+// rules; skipped with a warning when IPv6 is disabled on lo), the packet
+// filter's rules, the policy routes. When a step fails, the steps before it
+// are undone in reverse (routes back, the filter's previous rules back, ::6
+// removed if this apply added it) and the error says what failed.
+// A spec asking for IPv6 in a namespace without IPv6 gets IPv4 only (with a
+// warning); IPv6 only is then an error. Error (and nothing changed) when the
+// namespace has IPv6 but weir cannot install IPv6 rules.
+Result<ApplyReport> apply(const NetnsTarget& t, const CaptureSpec& spec, KernelSide& kernel);
+Result<ApplyReport> apply(const NetnsTarget& t, const CaptureSpec& spec);  // the real kernel
 
 struct CheckReport {
-  RulePlan wanted, live;
+  // What the spec asks for, at the filter's granularity (its canonical()),
+  // and what was read (the filter's rules and the policy routes).
+  CapturePolicy wanted, live;
   PlanDiff diff;  // empty when the live rules are the plan
 };
-Result<CheckReport> check(const NetnsTarget& t, const CaptureSpec& spec, Backend* backend = nullptr);
+Result<CheckReport> check(const NetnsTarget& t, const CaptureSpec& spec, KernelSide& kernel);
+Result<CheckReport> check(const NetnsTarget& t, const CaptureSpec& spec);
 
-// Removes weir's rules and routes for both families. Succeeds when none exist.
-Status clean(const NetnsTarget& t, Backend* backend = nullptr);
+// Removes weir's rules and policy routes for both families (not ::6: weir
+// cannot tell its own from one the pod's runtime added). Succeeds when none
+// exist. All or nothing like apply.
+Status clean(const NetnsTarget& t, KernelSide& kernel);
+Status clean(const NetnsTarget& t);
 
-// weir's live rules (with counters) for both families.
-Result<RulePlan> show(const NetnsTarget& t, Backend* backend = nullptr);
+// weir's live rules (with counters) and policy routes for both families.
+Result<RulePlan> show(const NetnsTarget& t, KernelSide& kernel);
+Result<RulePlan> show(const NetnsTarget& t);
 
 }  // namespace weir

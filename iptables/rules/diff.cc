@@ -3,25 +3,9 @@
 #include <algorithm>
 #include <cstdio>
 
-#include "rules/xtables/render.h"
-
 namespace weir {
 
 namespace {
-
-std::string rule_line(const std::string& chain, const Rule& r, Family f) {
-  return "-A " + chain + " " + render_rule_args(r, f);
-}
-
-std::string chain_text(const std::string& table, const Chain& c, Family f) {
-  std::string out;
-  if (!is_builtin_chain(table, c.name)) out = ":" + c.name + " - [0:0]";
-  for (const auto& r : c.rules) {
-    if (!out.empty()) out += "\n";
-    out += rule_line(c.name, r, f);
-  }
-  return out;
-}
 
 std::string route_line(const PolicyRoute& r) {
   char mark[16];
@@ -30,22 +14,22 @@ std::string route_line(const PolicyRoute& r) {
          (r.family == Family::V4 ? "0.0.0.0/0" : "::/0") + " dev lo table " + std::to_string(r.table);
 }
 
-// Names from `a` in order, then those only in `b`.
-template <typename T>
-std::vector<std::string> union_names(const std::vector<T>& a, const std::vector<T>& b) {
-  std::vector<std::string> names;
-  for (const auto& x : a) names.push_back(x.name);
+// Keys from `a` in order, then those only in `b`.
+template <typename T, typename Key>
+auto union_keys(const std::vector<T>& a, const std::vector<T>& b, Key key) {
+  std::vector<decltype(key(a.front()))> keys;
+  for (const auto& x : a) keys.push_back(key(x));
   for (const auto& x : b) {
-    if (std::find(names.begin(), names.end(), x.name) == names.end()) names.push_back(x.name);
+    if (std::find(keys.begin(), keys.end(), key(x)) == keys.end()) keys.push_back(key(x));
   }
-  return names;
+  return keys;
 }
 
-// Rule-by-rule diff of one chain. Rules are aligned on their longest common
-// subsequence, so one deleted rule shows as one missing rule, not as every
-// later rule changed; within a gap, rules at the same offset pair up as changed.
-void diff_rules(const std::string& where, const std::string& chain, const std::vector<Rule>& want,
-                const std::vector<Rule>& live, Family f, PlanDiff& out) {
+// Step-by-step diff of one chain. Steps are aligned on their longest common
+// subsequence, so one deleted step shows as one missing step, not as every
+// later step changed; within a gap, steps at the same offset pair up as changed.
+void diff_steps(const std::string& where, const std::string& chain, const std::vector<Step>& want,
+                const std::vector<Step>& live, Family f, const PolicyText& text, PlanDiff& out) {
   const size_t n = want.size();
   const size_t m = live.size();
   std::vector<std::vector<size_t>> lcs(n + 1, std::vector<size_t>(m + 1, 0));
@@ -58,16 +42,16 @@ void diff_rules(const std::string& where, const std::string& chain, const std::v
   // Reports a gap: want[wi..wend) against live[li..lend).
   auto gap = [&](size_t wi, size_t wend, size_t li, size_t lend) {
     while (wi < wend && li < lend) {
-      out.lines.push_back(DiffLine{DiffLine::Changed, rule_where(wi), rule_line(chain, want[wi], f),
-                                   rule_line(chain, live[li], f)});
+      out.lines.push_back(DiffLine{DiffLine::Changed, rule_where(wi), text.step(chain, want[wi], f),
+                                   text.step(chain, live[li], f)});
       ++wi;
       ++li;
     }
     for (; wi < wend; ++wi) {
-      out.lines.push_back(DiffLine{DiffLine::Missing, rule_where(wi), rule_line(chain, want[wi], f), ""});
+      out.lines.push_back(DiffLine{DiffLine::Missing, rule_where(wi), text.step(chain, want[wi], f), ""});
     }
     for (; li < lend; ++li) {
-      out.lines.push_back(DiffLine{DiffLine::Extra, rule_where(li), "", rule_line(chain, live[li], f)});
+      out.lines.push_back(DiffLine{DiffLine::Extra, rule_where(li), "", text.step(chain, live[li], f)});
     }
   };
   size_t i = 0, j = 0, gi = 0, gj = 0;
@@ -85,22 +69,23 @@ void diff_rules(const std::string& where, const std::string& chain, const std::v
   gap(gi, n, gj, m);
 }
 
-void diff_tables(const std::string& family_where, const Table& want, const Table& live, Family f, PlanDiff& out) {
-  const std::string where = family_where + " " + (want.name.empty() ? live.name : want.name);
-  const std::string table = want.name.empty() ? live.name : want.name;
-  for (const auto& name : union_names(want.chains, live.chains)) {
-    const Chain* w = want.find(name);
-    const Chain* l = live.find(name);
-    const bool builtin = is_builtin_chain(table, name);
-    // A built-in chain always exists; only its rules can be missing.
+void diff_stages(const std::string& family_where, const StagePolicy& want, const StagePolicy& live, Family f,
+                 const PolicyText& text, PlanDiff& out) {
+  const std::string where = family_where + " " + to_string(want.stage);
+  auto name_of = [](const PolicyChain& c) { return c.name; };
+  for (const auto& name : union_keys(want.chains, live.chains, name_of)) {
+    const PolicyChain* w = want.find(name);
+    const PolicyChain* l = live.find(name);
+    const bool builtin = (w && w->hook) || (l && l->hook);
+    // A base chain always exists; only its steps can be missing.
     if (!builtin && w && !l) {
-      out.lines.push_back(DiffLine{DiffLine::Missing, where + " chain " + name, chain_text(table, *w, f), ""});
+      out.lines.push_back(DiffLine{DiffLine::Missing, where + " chain " + name, text.chain(want.stage, *w, f), ""});
     } else if (!builtin && !w && l) {
-      out.lines.push_back(DiffLine{DiffLine::Extra, where + " chain " + name, "", chain_text(table, *l, f)});
+      out.lines.push_back(DiffLine{DiffLine::Extra, where + " chain " + name, "", text.chain(live.stage, *l, f)});
     } else {
-      static const std::vector<Rule> kNone;
-      diff_rules(where, name, w ? w->rules : kNone, l ? l->rules : kNone, f, out);
-      if (builtin && w && l && !l->rules.empty() && l->foreign_before != w->foreign_before) {
+      static const std::vector<Step> kNone;
+      diff_steps(where, name, w ? w->steps : kNone, l ? l->steps : kNone, f, text, out);
+      if (builtin && w && l && !l->steps.empty() && l->foreign_before != w->foreign_before) {
         out.lines.push_back(DiffLine{DiffLine::Changed, where + " " + name + " position of weir's jump",
                                      "weir's jump first in " + name,
                                      std::to_string(l->foreign_before) + " rule(s) of another tool before weir's jump "
@@ -110,35 +95,34 @@ void diff_tables(const std::string& family_where, const Table& want, const Table
   }
 }
 
-void diff_rulesets(const Ruleset& want, const Ruleset& live, PlanDiff& out) {
+void diff_families(const FamilyPolicy& want, const FamilyPolicy& live, const PolicyText& text, PlanDiff& out) {
   const std::string where = to_string(want.family);
-  for (const auto& name : union_names(want.tables, live.tables)) {
-    const Table* w = want.find(name);
-    const Table* l = live.find(name);
-    diff_tables(where, w ? *w : Table{name, {}}, l ? *l : Table{name, {}}, want.family, out);
+  auto stage_of = [](const StagePolicy& s) { return s.stage; };
+  for (Stage stage : union_keys(want.stages, live.stages, stage_of)) {
+    const StagePolicy* w = want.find(stage);
+    const StagePolicy* l = live.find(stage);
+    diff_stages(where, w ? *w : StagePolicy{stage, {}}, l ? *l : StagePolicy{stage, {}}, want.family, text, out);
   }
 }
 
 }  // namespace
 
-PlanDiff diff(const RulePlan& wanted, const RulePlan& live) {
+PlanDiff diff(const CapturePolicy& wanted, const CapturePolicy& live, const PolicyText& text) {
   PlanDiff out;
   for (Family f : {Family::V4, Family::V6}) {
-    const Ruleset* w = wanted.find(f);
-    const Ruleset* l = live.find(f);
+    const FamilyPolicy* w = wanted.find(f);
+    const FamilyPolicy* l = live.find(f);
     if (w && !l) {
-      out.lines.push_back(DiffLine{DiffLine::Missing, std::string(to_string(f)) + " rules",
-                                   render_ruleset(*w), ""});
+      out.lines.push_back(DiffLine{DiffLine::Missing, std::string(to_string(f)) + " rules", text.family(*w), ""});
     } else if (!w && l) {
-      // An empty live ruleset is no rules at all, not drift.
+      // An empty live family is no rules at all, not drift.
       bool any = false;
-      for (const auto& t : l->tables) any = any || !t.chains.empty();
+      for (const auto& st : l->stages) any = any || !st.chains.empty();
       if (any) {
-        out.lines.push_back(DiffLine{DiffLine::Extra, std::string(to_string(f)) + " rules", "",
-                                     render_ruleset(*l)});
+        out.lines.push_back(DiffLine{DiffLine::Extra, std::string(to_string(f)) + " rules", "", text.family(*l)});
       }
     } else if (w && l) {
-      diff_rulesets(*w, *l, out);
+      diff_families(*w, *l, text, out);
     }
   }
   for (const auto& r : wanted.routes) {

@@ -9,6 +9,7 @@ const char* to_string(ErrorKind kind) {
     case ErrorKind::InvalidSpec: return "invalid spec";
     case ErrorKind::InvalidArgument: return "invalid argument";
     case ErrorKind::NetnsNotFound: return "netns not found";
+    case ErrorKind::OwnNetns: return "own netns";
     case ErrorKind::LockTimeout: return "lock timeout";
     case ErrorKind::Kernel: return "kernel error";
     case ErrorKind::Unsupported: return "unsupported";

@@ -16,6 +16,7 @@ enum class ErrorKind {
   InvalidSpec,      // the capture spec or a flag/annotation is malformed (CNI 7)
   InvalidArgument,  // other bad input, e.g. a netns path that is not a netns
   NetnsNotFound,    // the target network namespace does not exist
+  OwnNetns,         // the target is the caller's own namespace, which it did not allow (CNI 102)
   LockTimeout,      // the per-namespace lock was not obtained in time (CNI 11)
   Kernel,           // the kernel refused an operation (libiptc commit, netlink)
   Unsupported,      // the kernel lacks something weir needs (e.g. IPv6 tables)

@@ -10,8 +10,6 @@
 //    option in it is negated (xt_owner: `(match ^ invert) == 0`).
 #include "rules/explain.h"
 
-#include "rules/xtables/render.h"
-
 #include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -32,10 +30,6 @@ std::string hex(uint32_t v) {
   char buf[16];
   std::snprintf(buf, sizeof buf, "0x%x", v);
   return buf;
-}
-
-const char* to_string(Packet::Hook h) {
-  return h == Packet::Hook::Prerouting ? "prerouting" : "output";
 }
 
 const char* to_string(Packet::CtState s) {
@@ -112,6 +106,28 @@ std::string ports_text(const std::vector<PortRange>& ports) {
   return s;
 }
 
+std::string cidrs_text(const std::vector<Cidr>& cidrs) {
+  std::string s;
+  for (const auto& c : cidrs) {
+    if (!s.empty()) s += ",";
+    s += format_cidr(c);
+  }
+  return s;
+}
+
+// A set matches a value in any of its members; a negated set, one in none.
+bool in_set(const CidrSet& set, const Cidr& a) {
+  bool any = false;
+  for (const auto& c : set.cidrs) any = any || cidr_contains(c, a);
+  return any != set.negated;
+}
+
+bool in_set(const PortSet& set, uint16_t port) {
+  bool any = false;
+  for (const auto& r : set.ports) any = any || in_range(r, port);
+  return any != set.negated;
+}
+
 // The packet as one table sees it.
 struct View {
   const Packet& p;
@@ -126,12 +142,28 @@ struct View {
 // only own address a Packet names is its source.
 std::string default_out_iface(const Packet& p) {
   if (!p.out_iface.empty()) return p.out_iface;
-  return is_loopback(p.dst) || p.dst == p.src ? "lo" : "eth0";
+  return is_loopback(p.dst) || p.dst == p.src ? "lo" : kDefaultIface;
+}
+
+// The interfaces of the packet's hook filled in, those of the other hook and
+// the sending process of an arriving packet dropped.
+Packet with_interfaces(Packet p) {
+  if (p.hook == Packet::Hook::Output) {
+    p.out_iface = default_out_iface(p);
+    p.in_iface.clear();
+  } else {
+    if (p.in_iface.empty()) p.in_iface = kDefaultIface;
+    p.out_iface.clear();
+    // No process sends a packet arriving from outside.
+    p.uid.reset();
+    p.gid.reset();
+  }
+  return p;
 }
 
 View make_view(const Packet& p, bool in_raw) {
   const bool out = p.hook == Packet::Hook::Output;
-  View v{p, out ? "" : (p.in_iface.empty() ? "eth0" : p.in_iface),
+  View v{p, out ? "" : (p.in_iface.empty() ? kDefaultIface : p.in_iface),
          out ? default_out_iface(p) : "", true, false, p.mark, p.connmark};
   const bool looped = !out && v.in == "lo";
   v.has_ct = p.ct_state != Packet::CtState::Invalid && (!in_raw || looped);
@@ -139,25 +171,25 @@ View make_view(const Packet& p, bool in_raw) {
   return v;
 }
 
-// Why `r` does not match, or nullopt when it matches.
-std::optional<std::string> mismatch(const Rule& r, const View& v) {
+// Why `r` does not match, or nullopt when it matches. The texts name the
+// conditions as iptables spells them (a set of several as a list).
+std::optional<std::string> mismatch(const Match& r, const View& v) {
   const Packet& p = v.p;
-  auto addr = [&](const std::optional<Cidr>& net, bool neg, const Cidr& a, const char* flag,
+  auto addr = [&](const std::optional<CidrSet>& set, const Cidr& a, const char* flag,
                   const char* what) -> std::optional<std::string> {
-    if (!net) return std::nullopt;
-    if (cidr_contains(*net, a) != neg) return std::nullopt;
-    return not_(neg) + flag + " " + format_cidr(*net) + ": " + what + " is " + format_addr(a);
+    if (!set || in_set(*set, a)) return std::nullopt;
+    return not_(set->negated) + flag + " " + cidrs_text(set->cidrs) + ": " + what + " is " + format_addr(a);
   };
-  if (auto m = addr(r.src, r.src_negated, p.src, "-s", "source")) return m;
-  if (auto m = addr(r.dst, r.dst_negated, p.dst, "-d", "destination")) return m;
+  if (auto m = addr(r.src, p.src, "-s", "source")) return m;
+  if (auto m = addr(r.dst, p.dst, "-d", "destination")) return m;
 
-  auto iface = [&](const std::string& pat, bool neg, const std::string& dev, const char* flag,
+  auto iface = [&](const std::optional<IfaceMatch>& im, const std::string& dev, const char* flag,
                    const char* what) -> std::optional<std::string> {
-    if (pat.empty() || iface_matches(pat, dev) != neg) return std::nullopt;
-    return not_(neg) + flag + " " + pat + ": " + what + " is " + (dev.empty() ? "none at this hook" : dev);
+    if (!im || im->name.empty() || iface_matches(im->name, dev) != im->negated) return std::nullopt;
+    return not_(im->negated) + flag + " " + im->name + ": " + what + " is " + (dev.empty() ? "none at this hook" : dev);
   };
-  if (auto m = iface(r.in_iface, r.in_negated, v.in, "-i", "in interface")) return m;
-  if (auto m = iface(r.out_iface, r.out_negated, v.out, "-o", "out interface")) return m;
+  if (auto m = iface(r.in, v.in, "-i", "in interface")) return m;
+  if (auto m = iface(r.out, v.out, "-o", "out interface")) return m;
 
   if (r.proto != Proto::Any || r.proto_negated) {
     const bool same = r.proto == Proto::Any || r.proto == p.proto;
@@ -166,26 +198,21 @@ std::optional<std::string> mismatch(const Rule& r, const View& v) {
     }
   }
 
-  // tcp/udp/multiport matches need "-p tcp|udp" (not negated); the kernel
-  // refuses them otherwise, so such a rule never matches here.
+  // Port matches need "-p tcp|udp" (not negated); the kernel refuses them
+  // otherwise, so such a step never matches here.
   const bool ports_ok = r.proto != Proto::Any && !r.proto_negated && r.proto == p.proto;
-  auto port = [&](const std::optional<PortMatch>& m, uint16_t value, const char* flag,
+  auto port = [&](const std::optional<PortSet>& set, uint16_t value, const char* flag,
                   const char* what) -> std::optional<std::string> {
-    if (!m) return std::nullopt;
-    const std::string text = not_(m->negated) + flag + " " + format_port_range(m->range, ':');
+    if (!set) return std::nullopt;
+    // One port or range as -m tcp/udp prints it, several as -m multiport.
+    const std::string text = not_(set->negated) + flag + (set->ports.size() == 1 ? " " : "s ") +
+                             ports_text(set->ports);
     if (!ports_ok) return text + ": needs -p tcp or -p udp";
-    if (in_range(m->range, value) != m->negated) return std::nullopt;
+    if (in_set(*set, value)) return std::nullopt;
     return text + ": " + what + " is " + std::to_string(value);
   };
   if (auto m = port(r.sport, p.sport, "--sport", "source port")) return m;
   if (auto m = port(r.dport, p.dport, "--dport", "destination port")) return m;
-  if (r.multiport) {
-    const std::string text = not_(r.multiport->negated) + "--dports " + ports_text(r.multiport->ports);
-    if (!ports_ok) return text + ": needs -p tcp or -p udp";
-    bool any = false;
-    for (const auto& range : r.multiport->ports) any = any || in_range(range, p.dport);
-    if (any == r.multiport->negated) return text + ": destination port is " + std::to_string(p.dport);
-  }
 
   if (r.owner) {
     const Owner& o = *r.owner;
@@ -228,32 +255,27 @@ std::optional<std::string> mismatch(const Rule& r, const View& v) {
     if (((v.connmark & m.mask) == m.value) == m.negated) return text + ": connmark is " + hex(v.connmark);
   }
 
-  if (!r.unknown_matches.empty()) {
+  if (!r.unknown.empty()) {
+    // xtables::raise keeps the names of the matches weir does not decode.
     std::string names;
-    for (const auto& n : r.unknown_matches) names += (names.empty() ? "" : ", ") + n;
+    for (const auto& n : r.unknown) names += (names.empty() ? "" : ", ") + n;
     return "cannot evaluate -m " + names + "; treated as not matching";
   }
   return std::nullopt;
 }
 
-std::string rule_text(const Rule& r, const std::string& chain, Family f) {
-  return "-A " + chain + " " + render_rule_args(r, f);
-}
-
-// One walk: the whole packet through every table of its hook.
+// One walk: the whole packet through every stage of its hook.
 class Walker {
  public:
-  Walker(const Ruleset& rs, const Packet& p) : rs_(rs), p_(p), mark_(p.mark), connmark_(p.connmark) {}
+  Walker(const FamilyPolicy& fp, const Packet& p, const PolicyText& text)
+      : fp_(fp), p_(p), text_(text), mark_(p.mark), connmark_(p.connmark) {}
 
   Explanation run() {
-    const char* builtin = p_.hook == Packet::Hook::Prerouting ? "PREROUTING" : "OUTPUT";
-    for (const char* table : {"raw", "mangle", "nat"}) {
-      if (std::string(table) == "nat" && !nat_consulted()) continue;
-      const Table* t = rs_.find(table);
-      if (t == nullptr) continue;
-      const Chain* c = t->find(builtin);
-      if (c == nullptr) continue;
-      if (walk_table(*t, *c)) break;
+    for (Stage stage : {Stage::Raw, Stage::Mangle, Stage::Nat}) {
+      if (stage == Stage::Nat && !nat_consulted()) continue;
+      const StagePolicy* st = fp_.find(stage);
+      if (st == nullptr) continue;
+      if (walk_stage(*st)) break;
     }
     finish();
     return std::move(e_);
@@ -261,10 +283,18 @@ class Walker {
 
  private:
   struct Frame {
-    const Chain* chain;
-    size_t next;             // index of the next rule to evaluate
-    const Rule* entered_by;  // the jump that entered this chain (null for the built-in)
+    const PolicyChain* chain;
+    size_t next;             // index of the next step to evaluate
+    const Step* entered_by;  // the jump that entered this chain (null for a base chain)
   };
+
+  // The base chains of the packet's hook, in order; true when the verdict is final.
+  bool walk_stage(const StagePolicy& st) {
+    for (const auto& c : st.chains) {
+      if (c.hook == p_.hook && walk_chain(st, c)) return true;
+    }
+    return false;
+  }
 
   bool nat_consulted() {
     if (p_.ct_state != Packet::CtState::New) {
@@ -281,36 +311,38 @@ class Walker {
     return true;
   }
 
-  // Walks one table from its built-in chain; true when the verdict is final.
-  bool walk_table(const Table& t, const Chain& builtin) {
-    std::vector<Frame> stack{{&builtin, 0, nullptr}};
+  // Walks one base chain and the chains it jumps to; true when the verdict is final.
+  bool walk_chain(const StagePolicy& st, const PolicyChain& base) {
+    const std::string stage = to_string(st.stage);
+    std::vector<Frame> stack{{&base, 0, nullptr}};
     while (!stack.empty()) {
       Frame& f = stack.back();
-      if (f.next >= f.chain->rules.size()) {
-        stack.pop_back();  // implicit return; off the built-in: next table
+      if (f.next >= f.chain->steps.size()) {
+        stack.pop_back();  // implicit return; off the base chain: next one
         continue;
       }
       const size_t index = f.next++;
-      const Rule& r = f.chain->rules[index];
+      const Step& r = f.chain->steps[index];
       if (static_cast<int>(e_.steps.size()) >= kMaxSteps) {
         return stop("walk stopped after " + std::to_string(kMaxSteps) + " rules (a loop?)");
       }
-      View v = make_view(p_, t.name == "raw");
+      View v = make_view(p_, st.stage == Stage::Raw);
       v.mark = mark_;
       v.connmark = connmark_;
-      TraceStep step{t.name, f.chain->name, static_cast<int>(index) + 1, rule_text(r, f.chain->name, rs_.family), false, ""};
-      const auto why_not = mismatch(r, v);
+      TraceStep step{stage, f.chain->name, static_cast<int>(index) + 1, text_.step(f.chain->name, r, fp_.family),
+                     false, ""};
+      const auto why_not = mismatch(r.match, v);
       if (why_not) {
         step.effect = "no match: " + *why_not;
         e_.steps.push_back(std::move(step));
         continue;
       }
       step.matched = true;
-      const std::string where = t.name + " " + f.chain->name + " rule " + std::to_string(index + 1);
-      // The reason to quote: this rule's comment, else the innermost jump's.
-      std::string why = r.comment;
+      const std::string where = stage + " " + f.chain->name + " rule " + std::to_string(index + 1);
+      // The reason to quote: this step's, else the innermost jump's.
+      std::string why = fill_reason(r);
       for (auto it = stack.rbegin(); why.empty() && it != stack.rend(); ++it) {
-        if (it->entered_by != nullptr) why = it->entered_by->comment;
+        if (it->entered_by != nullptr) why = fill_reason(*it->entered_by);
       }
       auto decide = [&](ExplainVerdict::Kind kind, uint16_t port, uint32_t mark) {
         e_.verdict = ExplainVerdict{kind, port, mark, where};
@@ -318,7 +350,7 @@ class Walker {
         decided_ = true;
       };
 
-      if (const auto* v_t = std::get_if<Verdict>(&r.target)) {
+      if (const auto* v_t = std::get_if<Verdict>(&r.action)) {
         if (v_t->kind == Verdict::Drop) {
           step.effect = "DROP";
           e_.steps.push_back(std::move(step));
@@ -326,11 +358,11 @@ class Walker {
           return true;
         }
         if (v_t->kind == Verdict::Accept) {
-          step.effect = "ACCEPT: ends the " + t.name + " table";
+          step.effect = "ACCEPT: ends the " + stage + " table";
           stack.clear();
         } else {
           step.effect = stack.size() > 1 ? "RETURN to " + stack[stack.size() - 2].chain->name
-                                         : "RETURN: ends the " + t.name + " table";
+                                         : "RETURN: ends the " + stage + " table";
           stack.pop_back();
         }
         e_.steps.push_back(std::move(step));
@@ -339,11 +371,11 @@ class Walker {
         last_exit_kind_ = v_t->kind == Verdict::Accept ? "ACCEPT" : "RETURN";
         continue;
       }
-      if (const auto* j = std::get_if<Jump>(&r.target)) {
-        const Chain* target = t.find(j->chain);
+      if (const auto* j = std::get_if<Jump>(&r.action)) {
+        const PolicyChain* target = st.find(j->chain);
         if (target == nullptr) {
           step.effect = "jump to " + j->chain + ": not one of weir's chains here, not walked; continuing";
-          e_.notes.push_back(t.name + " " + j->chain + " is not in weir's rules and was not walked");
+          e_.notes.push_back(stage + " " + j->chain + " is not in weir's rules and was not walked");
         } else if (static_cast<int>(stack.size()) >= kMaxDepth) {
           step.effect = "jump to " + j->chain;
           e_.steps.push_back(std::move(step));
@@ -355,23 +387,23 @@ class Walker {
         e_.steps.push_back(std::move(step));
         continue;
       }
-      if (const auto* rd = std::get_if<Redirect>(&r.target)) {
+      if (const auto* rd = std::get_if<Redirect>(&r.action)) {
         step.effect = "REDIRECT to port " + std::to_string(rd->port);
         e_.steps.push_back(std::move(step));
         decide(ExplainVerdict::Redirected, rd->port, mark_);
         return true;
       }
-      if (const auto* tp = std::get_if<Tproxy>(&r.target)) {
+      if (const auto* tp = std::get_if<Tproxy>(&r.action)) {
         mark_ = (mark_ & ~tp->mask) ^ tp->mark;
         step.effect = "TPROXY to port " + std::to_string(tp->port) + ", mark " + hex(mark_);
         e_.steps.push_back(std::move(step));
         decide(ExplainVerdict::Tproxied, tp->port, mark_);
         return true;
       }
-      if (const auto* sm = std::get_if<SetMark>(&r.target)) {
+      if (const auto* sm = std::get_if<SetMark>(&r.action)) {
         mark_ = (mark_ & ~sm->mask) ^ sm->value;
         step.effect = "mark set to " + hex(mark_);
-      } else if (const auto* cm = std::get_if<Connmark>(&r.target)) {
+      } else if (const auto* cm = std::get_if<Connmark>(&r.action)) {
         if (!v.has_ct) {
           step.effect = "CONNMARK: no conntrack entry, nothing done";
         } else if (cm->mode == Connmark::Save) {
@@ -381,9 +413,9 @@ class Walker {
           mark_ = connmark_;
           step.effect = "mark set to connmark " + hex(mark_);
         }
-      } else if (const auto* z = std::get_if<CtZone>(&r.target)) {
+      } else if (const auto* z = std::get_if<CtZone>(&r.action)) {
         step.effect = "conntrack zone " + std::to_string(z->zone);
-      } else if (const auto* u = std::get_if<UnknownTarget>(&r.target)) {
+      } else if (const auto* u = std::get_if<UnknownTarget>(&r.action)) {
         step.effect = "target " + u->name + " not evaluated; walk continues as if it did nothing";
         e_.notes.push_back(where + ": unknown target " + u->name + ", the verdict may be wrong");
       }
@@ -436,8 +468,9 @@ class Walker {
     }
   }
 
-  const Ruleset& rs_;
+  const FamilyPolicy& fp_;
   const Packet& p_;
+  const PolicyText& text_;
   uint32_t mark_;
   uint32_t connmark_;
   Explanation e_;
@@ -464,23 +497,40 @@ const char* kind_name(ExplainVerdict::Kind k) {
 
 }  // namespace
 
-bool rule_matches(const Rule& r, const Packet& p) {
-  return !mismatch(r, make_view(p, false)).has_value();
+bool matches(const Match& m, const Packet& p) { return !mismatch(m, make_view(p, false)).has_value(); }
+
+Result<Packet> make_packet(const PacketQuery& q) {
+  if (q.src && q.dst && q.src->family != q.dst->family) {
+    return Error{ErrorKind::InvalidArgument, "source " + format_addr(*q.src) + " and destination " +
+                                                 format_addr(*q.dst) + " are of different families"};
+  }
+  Packet p;
+  p.hook = q.hook;
+  p.proto = q.proto;
+  p.family = q.src ? q.src->family : q.dst ? q.dst->family : q.family;
+  const PacketAddrDefaults& d = p.family == Family::V4 ? kV4PacketDefaults : kV6PacketDefaults;
+  if (p.hook == Packet::Hook::Prerouting) {
+    p.src = q.src ? *q.src : *parse_cidr(d.peer);
+    p.dst = q.dst ? *q.dst : *parse_cidr(d.pod);
+  } else {
+    p.dst = q.dst ? *q.dst : *parse_cidr(d.peer);
+    p.src = q.src ? *q.src : *parse_cidr(is_loopback(p.dst) ? d.loopback : d.pod);
+    p.uid = q.uid.value_or(kDefaultAppId);
+    p.gid = q.gid.value_or(kDefaultAppId);
+  }
+  p.sport = q.sport.value_or(kDefaultSourcePort);
+  p.dport = q.dport;
+  p.in_iface = q.in_iface;
+  p.out_iface = q.out_iface;
+  p.ct_state = q.ct_state;
+  p.mark = q.mark;
+  p.connmark = q.connmark;
+  return with_interfaces(std::move(p));
 }
 
-Explanation explain(const RulePlan& plan, const Packet& p) {
-  Packet resolved = p;
-  if (resolved.hook == Packet::Hook::Output) {
-    resolved.out_iface = default_out_iface(p);
-    resolved.in_iface.clear();
-  } else {
-    if (resolved.in_iface.empty()) resolved.in_iface = "eth0";
-    resolved.out_iface.clear();
-    // No process sends a packet arriving from outside.
-    resolved.uid.reset();
-    resolved.gid.reset();
-  }
-  const Ruleset* rs = plan.find(p.family);
+Explanation explain(const CapturePolicy& policy, const Packet& p, const PolicyText& text) {
+  Packet resolved = with_interfaces(p);
+  const FamilyPolicy* rs = policy.find(p.family);
   Explanation e;
   if (rs == nullptr) {
     e.verdict = ExplainVerdict{ExplainVerdict::Untouched, 0, p.mark, "no weir rule matched"};
@@ -488,7 +538,7 @@ Explanation explain(const RulePlan& plan, const Packet& p) {
                 to_string(p.family) + " traffic is not captured";
     e.notes.push_back(e.summary);
   } else {
-    e = Walker(*rs, resolved).run();
+    e = Walker(*rs, resolved, text).run();
   }
   e.notes.insert(e.notes.begin(), "only weir's rules are walked; other rules in the namespace are not");
   e.packet = std::move(resolved);

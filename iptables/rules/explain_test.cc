@@ -1,5 +1,6 @@
 #include "rules/explain.h"
 #include "rules/plan.h"
+#include "rules/xtables/lower.h"
 
 #include <doctest/doctest.h>
 
@@ -39,209 +40,455 @@ Packet inbound(const char* src, const char* dst, uint16_t dport, const char* ifa
   return p;
 }
 
-Rule rule(Target t, std::string comment = "") {
-  Rule r;
-  r.target = std::move(t);
-  r.comment = std::move(comment);
+// One CIDR, as the planner's sets of one are.
+CidrSet net(const char* text, bool negated = false) { return CidrSet{{ip(text)}, negated}; }
+
+Step rule(Action t, std::string reason = "") {
+  Step r;
+  r.action = std::move(t);
+  r.reason = std::move(reason);
   return r;
 }
 
-Rule tcp(Target t) {
-  Rule r = rule(std::move(t));
-  r.proto = Proto::Tcp;
+Step tcp(Action t) {
+  Step r = rule(std::move(t));
+  r.match.proto = Proto::Tcp;
   return r;
 }
 
-const Rule kRet = rule(Verdict{Verdict::Return});
+const Step kRet = rule(Verdict{Verdict::Return});
 
-RulePlan plan_of(Family f, std::vector<Table> tables) {
-  return RulePlan{{Ruleset{f, std::move(tables)}}, {}};
+// A chain named after its hook (PREROUTING, OUTPUT) is a base chain.
+PolicyChain chain(std::string name, std::vector<Step> steps) {
+  std::optional<Hook> hook;
+  if (name == "PREROUTING") hook = Hook::Prerouting;
+  if (name == "OUTPUT") hook = Hook::Output;
+  return PolicyChain{std::move(name), hook, std::move(steps), 0};
 }
 
-// The common shape: a built-in chain's single jump into a weir chain.
-Table table(std::string name, std::string builtin, std::vector<Chain> weir_chains) {
-  Table t{name, {}};
-  t.chains.push_back(Chain{builtin, {rule(Jump{weir_chains.at(0).name})}});
-  for (auto& c : weir_chains) t.chains.push_back(std::move(c));
-  return t;
+CapturePolicy plan_of(Family f, std::vector<StagePolicy> stages) {
+  return CapturePolicy{{FamilyPolicy{f, std::move(stages)}}, {}};
 }
+
+// The common shape: a base chain's single jump into a regular chain.
+StagePolicy stage(Stage s, std::string base, std::vector<PolicyChain> regular) {
+  StagePolicy st{s, {}};
+  st.chains.push_back(chain(base, {rule(Jump{regular.at(0).name})}));
+  for (auto& c : regular) st.chains.push_back(std::move(c));
+  return st;
+}
+
+// The planner's policy at xtables granularity, as the libiptc filter reads it
+// back: what weir explain walks.
+CapturePolicy planned(const CaptureSpec& s) { return xtables::canonical(capture_policy(s)); }
 
 }  // namespace
 
-TEST_CASE("rule_matches: addresses, with negation and families") {
+TEST_CASE("matches: addresses, with negation and families") {
   const Packet p = outbound("198.18.0.2", "198.18.1.1", 80);
-  Rule r = rule(Verdict{});
-  r.dst = ip("198.18.1.0/24");
-  CHECK(rule_matches(r, p));
-  r.dst_negated = true;
-  CHECK_FALSE(rule_matches(r, p));
-  r.dst = ip("127.0.0.1");
-  CHECK(rule_matches(r, p));
+  Step r = rule(Verdict{});
+  r.match.dst = net("198.18.1.0/24");
+  CHECK(matches(r.match, p));
+  r.match.dst->negated = true;
+  CHECK_FALSE(matches(r.match, p));
+  r.match.dst = net("127.0.0.1", true);  // still negated
+  CHECK(matches(r.match, p));
   r = rule(Verdict{});
-  r.src = ip("198.18.0.0/15");
-  CHECK(rule_matches(r, p));
-  r.src = ip("127.0.0.6");
-  CHECK_FALSE(rule_matches(r, p));
-  r.src = ip("fd00::/8");  // other family never matches
-  CHECK_FALSE(rule_matches(r, p));
+  r.match.src = net("198.18.0.0/15");
+  CHECK(matches(r.match, p));
+  r.match.src = net("127.0.0.6");
+  CHECK_FALSE(matches(r.match, p));
+  r.match.src = net("fd00::/8");  // other family never matches
+  CHECK_FALSE(matches(r.match, p));
   r = rule(Verdict{});
-  r.src = ip("0.0.0.0/0");
-  CHECK(rule_matches(r, p));
+  r.match.src = net("0.0.0.0/0");
+  CHECK(matches(r.match, p));
 }
 
-TEST_CASE("rule_matches: interfaces, '+' wildcard, negation and defaults") {
+TEST_CASE("matches: interfaces, '+' wildcard, negation and defaults") {
   Packet in = inbound("198.18.1.1", "198.18.0.2", 8080, "veth12");
-  Rule r = rule(Verdict{});
-  r.in_iface = "veth12";
-  CHECK(rule_matches(r, in));
-  r.in_iface = "veth1";
-  CHECK_FALSE(rule_matches(r, in));
-  r.in_iface = "veth+";
-  CHECK(rule_matches(r, in));
-  r.in_iface = "eth+";
-  CHECK_FALSE(rule_matches(r, in));
-  r.in_negated = true;
-  CHECK(rule_matches(r, in));
+  Step r = rule(Verdict{});
+  r.match.in = IfaceMatch{"veth12"};
+  CHECK(matches(r.match, in));
+  r.match.in = IfaceMatch{"veth1"};
+  CHECK_FALSE(matches(r.match, in));
+  r.match.in = IfaceMatch{"veth+"};
+  CHECK(matches(r.match, in));
+  r.match.in = IfaceMatch{"eth+"};
+  CHECK_FALSE(matches(r.match, in));
+  r.match.in->negated = true;
+  CHECK(matches(r.match, in));
   // No out device at prerouting: "-o lo" fails, "! -o lo" matches.
   r = rule(Verdict{});
-  r.out_iface = "lo";
-  CHECK_FALSE(rule_matches(r, in));
-  r.out_negated = true;
-  CHECK(rule_matches(r, in));
+  r.match.out = IfaceMatch{"lo"};
+  CHECK_FALSE(matches(r.match, in));
+  r.match.out->negated = true;
+  CHECK(matches(r.match, in));
 
   // At output an empty out_iface means lo for loopback, eth0 otherwise.
   r = rule(Verdict{});
-  r.out_iface = "lo";
-  CHECK(rule_matches(r, outbound("198.18.0.2", "127.0.0.1", 80)));
-  CHECK(rule_matches(r, outbound("::1", "::1", 80)));
-  CHECK_FALSE(rule_matches(r, outbound("198.18.0.2", "198.18.1.1", 80)));
+  r.match.out = IfaceMatch{"lo"};
+  CHECK(matches(r.match, outbound("198.18.0.2", "127.0.0.1", 80)));
+  CHECK(matches(r.match, outbound("::1", "::1", 80)));
+  CHECK_FALSE(matches(r.match, outbound("198.18.0.2", "198.18.1.1", 80)));
   Packet own = outbound("198.18.0.2", "198.18.0.2", 80);
   own.out_iface = "lo";
-  CHECK(rule_matches(r, own));
-  r.out_iface = "eth0";
-  CHECK(rule_matches(r, outbound("198.18.0.2", "198.18.1.1", 80)));
+  CHECK(matches(r.match, own));
+  r.match.out = IfaceMatch{"eth0"};
+  CHECK(matches(r.match, outbound("198.18.0.2", "198.18.1.1", 80)));
 }
 
-TEST_CASE("rule_matches: protocol and ports") {
+TEST_CASE("matches: protocol and ports") {
   Packet p = outbound("198.18.0.2", "198.18.1.1", 8080);
-  Rule r = rule(Verdict{});
-  r.proto = Proto::Udp;
-  CHECK_FALSE(rule_matches(r, p));
-  r.proto_negated = true;
-  CHECK(rule_matches(r, p));
+  Step r = rule(Verdict{});
+  r.match.proto = Proto::Udp;
+  CHECK_FALSE(matches(r.match, p));
+  r.match.proto_negated = true;
+  CHECK(matches(r.match, p));
 
   r = tcp(Verdict{});
-  r.dport = PortMatch{{8000, 8100}, false};
-  CHECK(rule_matches(r, p));
-  r.dport = PortMatch{{8081, 8100}, false};
-  CHECK_FALSE(rule_matches(r, p));
-  r.dport = PortMatch{{8081, 8100}, true};
-  CHECK(rule_matches(r, p));
-  r.dport = PortMatch{{8080, 8080}, true};
-  CHECK_FALSE(rule_matches(r, p));
-  r.dport.reset();
-  r.sport = PortMatch{{40000, 40000}, false};
-  CHECK(rule_matches(r, p));
-  r.sport = PortMatch{{1, 1024}, false};
-  CHECK_FALSE(rule_matches(r, p));
+  r.match.dport = PortSet{{{8000, 8100}}, false};
+  CHECK(matches(r.match, p));
+  r.match.dport = PortSet{{{8081, 8100}}, false};
+  CHECK_FALSE(matches(r.match, p));
+  r.match.dport = PortSet{{{8081, 8100}}, true};
+  CHECK(matches(r.match, p));
+  r.match.dport = PortSet{{{8080, 8080}}, true};
+  CHECK_FALSE(matches(r.match, p));
+  r.match.dport.reset();
+  r.match.sport = PortSet{{{40000, 40000}}, false};
+  CHECK(matches(r.match, p));
+  r.match.sport = PortSet{{{1, 1024}}, false};
+  CHECK_FALSE(matches(r.match, p));
 
   // A port match is a tcp (or udp) match: a udp packet never matches it,
   // not even a negated one.
   Packet u = p;
   u.proto = Proto::Udp;
   r = tcp(Verdict{});
-  r.dport = PortMatch{{53, 53}, true};
-  CHECK(rule_matches(r, p));
-  CHECK_FALSE(rule_matches(r, u));
+  r.match.dport = PortSet{{{53, 53}}, true};
+  CHECK(matches(r.match, p));
+  CHECK_FALSE(matches(r.match, u));
   // Ports without -p (which the kernel would refuse) never match.
-  r.proto = Proto::Any;
-  CHECK_FALSE(rule_matches(r, p));
+  r.match.proto = Proto::Any;
+  CHECK_FALSE(matches(r.match, p));
 }
 
-TEST_CASE("rule_matches: multiport lists with ranges and negation") {
-  Rule r = tcp(Verdict{});
-  r.multiport = Multiport{{{53, 53}, {15008, 15008}, {9000, 9100}}, false};
-  CHECK(rule_matches(r, outbound("198.18.0.2", "198.18.1.1", 53)));
-  CHECK(rule_matches(r, outbound("198.18.0.2", "198.18.1.1", 15008)));
-  CHECK(rule_matches(r, outbound("198.18.0.2", "198.18.1.1", 9050)));
-  CHECK_FALSE(rule_matches(r, outbound("198.18.0.2", "198.18.1.1", 9101)));
-  r.multiport->negated = true;
-  CHECK_FALSE(rule_matches(r, outbound("198.18.0.2", "198.18.1.1", 53)));
-  CHECK(rule_matches(r, outbound("198.18.0.2", "198.18.1.1", 80)));
+TEST_CASE("matches: multiport lists with ranges and negation") {
+  Step r = tcp(Verdict{});
+  r.match.dport = PortSet{{{53, 53}, {15008, 15008}, {9000, 9100}}, false};
+  CHECK(matches(r.match, outbound("198.18.0.2", "198.18.1.1", 53)));
+  CHECK(matches(r.match, outbound("198.18.0.2", "198.18.1.1", 15008)));
+  CHECK(matches(r.match, outbound("198.18.0.2", "198.18.1.1", 9050)));
+  CHECK_FALSE(matches(r.match, outbound("198.18.0.2", "198.18.1.1", 9101)));
+  r.match.dport->negated = true;
+  CHECK_FALSE(matches(r.match, outbound("198.18.0.2", "198.18.1.1", 53)));
+  CHECK(matches(r.match, outbound("198.18.0.2", "198.18.1.1", 80)));
 }
 
-TEST_CASE("rule_matches: owner, including packets without a socket") {
-  Rule r = rule(Verdict{});
-  r.owner = Owner{Owner::Kind::Uid, 1337, false};
-  CHECK(rule_matches(r, outbound("198.18.0.2", "198.18.1.1", 80, 1337)));
-  CHECK_FALSE(rule_matches(r, outbound("198.18.0.2", "198.18.1.1", 80, 1000)));
-  r.owner->negated = true;
-  CHECK_FALSE(rule_matches(r, outbound("198.18.0.2", "198.18.1.1", 80, 1337)));
-  CHECK(rule_matches(r, outbound("198.18.0.2", "198.18.1.1", 80, 1000)));
+TEST_CASE("matches: owner, including packets without a socket") {
+  Step r = rule(Verdict{});
+  r.match.owner = Owner{Owner::Kind::Uid, 1337, false};
+  CHECK(matches(r.match, outbound("198.18.0.2", "198.18.1.1", 80, 1337)));
+  CHECK_FALSE(matches(r.match, outbound("198.18.0.2", "198.18.1.1", 80, 1000)));
+  r.match.owner->negated = true;
+  CHECK_FALSE(matches(r.match, outbound("198.18.0.2", "198.18.1.1", 80, 1337)));
+  CHECK(matches(r.match, outbound("198.18.0.2", "198.18.1.1", 80, 1000)));
 
   Packet gid_only = outbound("198.18.0.2", "198.18.1.1", 80, 1000);
   gid_only.gid = 1337;
-  r.owner = Owner{Owner::Kind::Gid, 1337, false};
-  CHECK(rule_matches(r, gid_only));
-  r.owner->kind = Owner::Kind::Uid;
-  CHECK_FALSE(rule_matches(r, gid_only));
+  r.match.owner = Owner{Owner::Kind::Gid, 1337, false};
+  CHECK(matches(r.match, gid_only));
+  r.match.owner->kind = Owner::Kind::Uid;
+  CHECK_FALSE(matches(r.match, gid_only));
 
   // No socket (xt_owner): a positive match fails, a negated one matches.
   const Packet none = outbound("198.18.0.2", "198.18.1.1", 80, std::nullopt);
-  r.owner = Owner{Owner::Kind::Uid, 1337, false};
-  CHECK_FALSE(rule_matches(r, none));
-  r.owner->negated = true;
-  CHECK(rule_matches(r, none));
+  r.match.owner = Owner{Owner::Kind::Uid, 1337, false};
+  CHECK_FALSE(matches(r.match, none));
+  r.match.owner->negated = true;
+  CHECK(matches(r.match, none));
   // At prerouting there is never a socket, whatever uid the caller gave.
   Packet in = inbound("198.18.1.1", "198.18.0.2", 80);
   in.uid = 1337;
-  r.owner = Owner{Owner::Kind::Uid, 1337, false};
-  CHECK_FALSE(rule_matches(r, in));
+  r.match.owner = Owner{Owner::Kind::Uid, 1337, false};
+  CHECK_FALSE(matches(r.match, in));
 }
 
-TEST_CASE("rule_matches: conntrack state, mark and connmark") {
+TEST_CASE("matches: conntrack state, mark and connmark") {
   Packet p = inbound("198.18.1.1", "198.18.0.2", 8080);
-  Rule r = rule(Verdict{});
-  r.conntrack = Conntrack{Conntrack::kRelated | Conntrack::kEstablished, false};
-  CHECK_FALSE(rule_matches(r, p));
+  Step r = rule(Verdict{});
+  r.match.conntrack = Conntrack{Conntrack::kRelated | Conntrack::kEstablished, false};
+  CHECK_FALSE(matches(r.match, p));
   p.ct_state = Packet::CtState::Established;
-  CHECK(rule_matches(r, p));
+  CHECK(matches(r.match, p));
   p.ct_state = Packet::CtState::Related;
-  CHECK(rule_matches(r, p));
-  r.conntrack->negated = true;
-  CHECK_FALSE(rule_matches(r, p));
-  r.conntrack = Conntrack{Conntrack::kInvalid, false};
+  CHECK(matches(r.match, p));
+  r.match.conntrack->negated = true;
+  CHECK_FALSE(matches(r.match, p));
+  r.match.conntrack = Conntrack{Conntrack::kInvalid, false};
   p.ct_state = Packet::CtState::Invalid;
-  CHECK(rule_matches(r, p));
+  CHECK(matches(r.match, p));
 
   p = inbound("198.18.1.1", "198.18.0.2", 8080);
   p.mark = 0x10539;
   r = rule(Verdict{});
-  r.mark = MarkMatch{0x539, 0xffffffff, false};
-  CHECK_FALSE(rule_matches(r, p));
-  r.mark->mask = 0xffff;
-  CHECK(rule_matches(r, p));
-  r.mark->negated = true;
-  CHECK_FALSE(rule_matches(r, p));
+  r.match.mark = MarkMatch{0x539, 0xffffffff, false};
+  CHECK_FALSE(matches(r.match, p));
+  r.match.mark->mask = 0xffff;
+  CHECK(matches(r.match, p));
+  r.match.mark->negated = true;
+  CHECK_FALSE(matches(r.match, p));
 
   r = rule(Verdict{});
-  r.connmark = MarkMatch{1337, 0xffffffff, false};
-  CHECK_FALSE(rule_matches(r, p));
+  r.match.connmark = MarkMatch{1337, 0xffffffff, false};
+  CHECK_FALSE(matches(r.match, p));
   p.connmark = 1337;
-  CHECK(rule_matches(r, p));
-  r.connmark->negated = true;
-  CHECK_FALSE(rule_matches(r, p));
+  CHECK(matches(r.match, p));
+  r.match.connmark->negated = true;
+  CHECK_FALSE(matches(r.match, p));
   // An INVALID packet has no conntrack entry: connmark fails, negated too.
   p.ct_state = Packet::CtState::Invalid;
   p.connmark = 0;
-  CHECK_FALSE(rule_matches(r, p));
+  CHECK_FALSE(matches(r.match, p));
 }
 
-TEST_CASE("rule_matches: unknown matches cannot be evaluated") {
-  Rule r = rule(Verdict{});
-  r.unknown_matches = {"socket"};
-  CHECK_FALSE(rule_matches(r, outbound("198.18.0.2", "198.18.1.1", 80)));
-  const auto plan = plan_of(Family::V4, {table("nat", "OUTPUT", {Chain{"WEIR_OUTPUT", {r}}})});
+TEST_CASE("matches: port sets of any size, with ranges and negation") {
+  // 40 ports and 3 ranges: more than one multiport match holds (15).
+  Step r = tcp(Verdict{});
+  r.match.dport = PortSet{};
+  for (uint16_t port = 2000; port < 2080; port += 2) r.match.dport->ports.push_back({port, port});
+  r.match.dport->ports.push_back({9000, 9100});
+  r.match.dport->ports.push_back({15000, 15010});
+  r.match.dport->ports.push_back({60000, 60000});
+  REQUIRE(r.match.dport->ports.size() > kMultiportMaxPorts);
+  for (uint16_t port : {2000, 2040, 2078, 9000, 9055, 9100, 15005, 60000}) {
+    CAPTURE(port);
+    CHECK(matches(r.match, outbound("198.18.0.2", "198.18.1.1", port)));
+  }
+  for (uint16_t port : {1999, 2001, 2079, 2080, 8999, 9101, 15011, 59999, 80}) {
+    CAPTURE(port);
+    CHECK_FALSE(matches(r.match, outbound("198.18.0.2", "198.18.1.1", port)));
+  }
+  // Negated: in none of them.
+  r.match.dport->negated = true;
+  CHECK_FALSE(matches(r.match, outbound("198.18.0.2", "198.18.1.1", 2078)));
+  CHECK_FALSE(matches(r.match, outbound("198.18.0.2", "198.18.1.1", 9055)));
+  CHECK_FALSE(matches(r.match, outbound("198.18.0.2", "198.18.1.1", 60000)));
+  CHECK(matches(r.match, outbound("198.18.0.2", "198.18.1.1", 2079)));
+  CHECK(matches(r.match, outbound("198.18.0.2", "198.18.1.1", 80)));
+
+  // Source port sets likewise.
+  r = tcp(Verdict{});
+  r.match.sport = PortSet{{{53, 53}, {40000, 40010}}, false};
+  CHECK(matches(r.match, outbound("198.18.0.2", "198.18.1.1", 80)));  // sport 40000
+  r.match.sport->negated = true;
+  CHECK_FALSE(matches(r.match, outbound("198.18.0.2", "198.18.1.1", 80)));
+
+  // The step says which set did not match, as iptables lists it.
+  r = tcp(Redirect{15001});
+  r.match.dport = PortSet{{{80, 80}, {443, 443}, {8000, 8100}}, false};
+  const auto e = explain(plan_of(Family::V4, {stage(Stage::Nat, "OUTPUT", {chain("WEIR_OUTPUT", {r})})}),
+                         outbound("198.18.0.2", "198.18.1.1", 22));
+  REQUIRE(e.steps.size() == 2);
+  CHECK(e.steps[1].effect == "no match: --dports 80,443,8000:8100: destination port is 22");
+}
+
+TEST_CASE("matches: CIDR sets of many, mixed prefixes, negation and families") {
+  Step r = rule(Verdict{});
+  r.match.dst = CidrSet{};
+  // 300 /24s (198.18.0.0 - 198.19.43.0), a /16 and a host.
+  for (int i = 0; i < 300; ++i) {
+    Cidr c = ip("198.18.0.0/24");
+    c.addr[2] = static_cast<uint8_t>(i % 256);
+    c.addr[1] = static_cast<uint8_t>(18 + i / 256);
+    r.match.dst->cidrs.push_back(c);
+  }
+  r.match.dst->cidrs.push_back(ip("10.1.0.0/16"));
+  r.match.dst->cidrs.push_back(ip("192.0.2.7"));
+  for (const char* dst : {"198.18.0.1", "198.18.255.254", "198.19.43.9", "10.1.200.3", "192.0.2.7"}) {
+    CAPTURE(dst);
+    CHECK(matches(r.match, outbound("198.18.0.2", dst, 80)));
+  }
+  for (const char* dst : {"198.19.44.1", "10.2.0.1", "192.0.2.8", "127.0.0.1"}) {
+    CAPTURE(dst);
+    CHECK_FALSE(matches(r.match, outbound("198.18.0.2", dst, 80)));
+  }
+  // A V6 packet is in none of a V4 set.
+  CHECK_FALSE(matches(r.match, outbound("fd00::2", "fd00::1", 80)));
+  r.match.dst->negated = true;
+  CHECK_FALSE(matches(r.match, outbound("198.18.0.2", "10.1.0.1", 80)));
+  CHECK_FALSE(matches(r.match, outbound("198.18.0.2", "198.19.43.9", 80)));
+  CHECK(matches(r.match, outbound("198.18.0.2", "10.2.0.1", 80)));
+  CHECK(matches(r.match, outbound("fd00::2", "fd00::1", 80)));
+
+  // Source sets, and the mismatch text naming the set.
+  r = kRet;
+  r.match.src = CidrSet{{ip("198.18.7.0/24"), ip("198.18.9.0/24")}, false};
+  r.reason = "inbound from {src} is not captured";
+  const auto plan = plan_of(Family::V4, {stage(Stage::Nat, "PREROUTING", {chain("WEIR_INBOUND", {r, tcp(Redirect{15006})})})});
+  auto e = explain(plan, inbound("198.18.1.1", "198.18.0.2", 8080));
+  REQUIRE(e.steps.size() == 3);
+  CHECK(e.steps[1].effect == "no match: -s 198.18.7.0/24,198.18.9.0/24: source is 198.18.1.1");
+  CHECK(e.verdict.kind == ExplainVerdict::Redirected);
+  // The summary quotes the reason with the set filled in.
+  e = explain(plan, inbound("198.18.9.4", "198.18.0.2", 8080));
+  CHECK(e.verdict.kind == ExplainVerdict::Untouched);
+  CHECK(e.summary ==
+        "passed untouched: RETURN at nat WEIR_INBOUND rule 1 (inbound from 198.18.7.0/24,198.18.9.0/24 is not captured)");
+  // Negated source set, and its text.
+  r.match.src->negated = true;
+  e = explain(plan_of(Family::V4, {stage(Stage::Nat, "PREROUTING", {chain("WEIR_INBOUND", {r})})}),
+              inbound("198.18.9.4", "198.18.0.2", 8080));
+  CHECK(e.steps[1].effect == "no match: ! -s 198.18.7.0/24,198.18.9.0/24: source is 198.18.9.4");
+}
+
+TEST_CASE("matches: interface prefixes ('+') and their negation, at both hooks") {
+  Step r = rule(Verdict{});
+  r.match.in = IfaceMatch{"veth+", false};
+  for (const char* dev : {"veth0", "veth12", "vethabcdef", "veth"}) {
+    CAPTURE(dev);
+    CHECK(matches(r.match, inbound("198.18.1.1", "198.18.0.2", 8080, dev)));
+  }
+  for (const char* dev : {"eth0", "vet", "lo", "xveth0"}) {
+    CAPTURE(dev);
+    CHECK_FALSE(matches(r.match, inbound("198.18.1.1", "198.18.0.2", 8080, dev)));
+  }
+  // "+" alone is any device.
+  r.match.in = IfaceMatch{"+", false};
+  CHECK(matches(r.match, inbound("198.18.1.1", "198.18.0.2", 8080, "kv0")));
+  // Negated prefix: none that starts so.
+  r.match.in = IfaceMatch{"kv+", true};
+  CHECK_FALSE(matches(r.match, inbound("198.18.1.1", "198.18.0.2", 8080, "kv12")));
+  CHECK(matches(r.match, inbound("198.18.1.1", "198.18.0.2", 8080, "eth0")));
+  // Without '+' a name is exact.
+  r.match.in = IfaceMatch{"veth1", false};
+  CHECK_FALSE(matches(r.match, inbound("198.18.1.1", "198.18.0.2", 8080, "veth12")));
+
+  // Out interfaces at output, the default eth0 included.
+  r = rule(Verdict{});
+  r.match.out = IfaceMatch{"eth+", false};
+  CHECK(matches(r.match, outbound("198.18.0.2", "198.18.1.1", 80)));
+  CHECK_FALSE(matches(r.match, outbound("198.18.0.2", "127.0.0.1", 80)));  // lo
+  r.match.out->negated = true;
+  CHECK(matches(r.match, outbound("198.18.0.2", "127.0.0.1", 80)));
+  // At prerouting there is no out device: a prefix never matches it, its negation does.
+  CHECK(matches(r.match, inbound("198.18.1.1", "198.18.0.2", 8080)));
+  r.match.out->negated = false;
+  CHECK_FALSE(matches(r.match, inbound("198.18.1.1", "198.18.0.2", 8080)));
+
+  const auto plan = plan_of(Family::V4, {stage(Stage::Nat, "PREROUTING", {chain("WEIR_INBOUND", {[] {
+                                                                            Step s = kRet;
+                                                                            s.match.in = IfaceMatch{"tap+", false};
+                                                                            return s;
+                                                                          }()})})});
+  const auto e = explain(plan, inbound("198.18.1.1", "198.18.0.2", 8080, "eth3"));
+  REQUIRE(e.steps.size() == 2);
+  CHECK(e.steps[1].effect == "no match: -i tap+: in interface is eth3");
+  CHECK(e.steps[1].rule_text == "-A WEIR_INBOUND -i tap+ -j RETURN");
+}
+
+TEST_CASE("explain: several base chains at one hook are walked in order; steps print with the given text") {
+  Step mark = rule(SetMark{0x1, 0xffffffff});
+  Step accept = rule(Verdict{Verdict::Accept});
+  Step tproxy = tcp(Tproxy{15006, 0x2, 0x2});
+  StagePolicy mangle{Stage::Mangle,
+                     {chain("PREROUTING", {mark, accept}), PolicyChain{"weir_late", Hook::Prerouting, {tproxy}, 0},
+                      PolicyChain{"weir_other_hook", Hook::Output, {rule(Verdict{Verdict::Drop})}, 0}}};
+  PolicyText text;
+  text.step = [](const std::string& chain, const Step& s, Family f) {
+    return chain + " #" + std::to_string(s.reason.size()) + (f == Family::V4 ? " ip" : " ip6");
+  };
+  const auto e = explain(plan_of(Family::V4, {mangle}), inbound("198.18.1.1", "198.18.0.2", 8080), text);
+  REQUIRE(e.steps.size() == 3);
+  CHECK(e.steps[1].effect == "ACCEPT: ends the mangle table");
+  CHECK(e.steps[2].chain == "weir_late");
+  CHECK(e.steps[2].rule_text == "weir_late #0 ip");
+  CHECK(e.verdict.kind == ExplainVerdict::Tproxied);
+  CHECK(e.verdict.mark == 0x3);
+  CHECK(e.verdict.decided_by == "mangle weir_late rule 1");
+}
+
+TEST_CASE("make_packet fills in the defaults, in one place") {
+  PacketQuery q;
+  q.dport = 80;
+  Result<Packet> p = make_packet(q);
+  REQUIRE(p.ok());
+  CHECK(p->hook == Packet::Hook::Output);
+  CHECK(p->family == Family::V4);
+  CHECK(format_addr(p->src) == kV4PacketDefaults.pod);
+  CHECK(format_addr(p->dst) == kV4PacketDefaults.peer);
+  CHECK(p->sport == kDefaultSourcePort);
+  CHECK(p->uid == kDefaultAppId);
+  CHECK(p->gid == kDefaultAppId);
+  CHECK(p->out_iface == "eth0");
+  CHECK(p->in_iface.empty());
+
+  // To loopback: from loopback, via lo. To the pod's own address: via lo.
+  q.dst = ip("127.0.0.1");
+  p = make_packet(q);
+  CHECK(format_addr(p->src) == "127.0.0.1");
+  CHECK(p->out_iface == "lo");
+  q.dst = ip(kV4PacketDefaults.pod);
+  CHECK(make_packet(q)->out_iface == "lo");
+  q.out_iface = "eth1";
+  CHECK(make_packet(q)->out_iface == "eth1");
+
+  // IPv6 by the address given, or by the family asked for.
+  q = PacketQuery{};
+  q.src = ip("fd00::5");
+  p = make_packet(q);
+  CHECK(p->family == Family::V6);
+  CHECK(format_addr(p->dst) == kV6PacketDefaults.peer);
+  q = PacketQuery{};
+  q.family = Family::V6;
+  q.dst = ip("::1");
+  p = make_packet(q);
+  CHECK(format_addr(p->src) == kV6PacketDefaults.loopback);
+  q.dst.reset();
+  CHECK(format_addr(make_packet(q)->src) == kV6PacketDefaults.pod);
+
+  // Inbound: from the peer, on eth0, no sending process.
+  q = PacketQuery{};
+  q.hook = Packet::Hook::Prerouting;
+  q.uid = 1337;
+  q.out_iface = "eth7";
+  p = make_packet(q);
+  CHECK(format_addr(p->src) == kV4PacketDefaults.peer);
+  CHECK(format_addr(p->dst) == kV4PacketDefaults.pod);
+  CHECK(p->in_iface == "eth0");
+  CHECK(p->out_iface.empty());
+  CHECK_FALSE(p->uid.has_value());
+  CHECK_FALSE(p->gid.has_value());
+  q.in_iface = "veth3";
+  q.sport = 5;
+  q.ct_state = Packet::CtState::Related;
+  q.mark = 7;
+  q.connmark = 9;
+  p = make_packet(q);
+  CHECK(p->in_iface == "veth3");
+  CHECK(p->sport == 5);
+  CHECK(p->ct_state == Packet::CtState::Related);
+  CHECK(p->mark == 7);
+  CHECK(p->connmark == 9);
+
+  // What make_packet returns is what explain walks.
+  const auto e = explain(CapturePolicy{}, *p);
+  CHECK(e.packet.in_iface == p->in_iface);
+
+  q.src = ip("198.18.0.1");
+  q.dst = ip("fd00::1");
+  const Result<Packet> mixed = make_packet(q);
+  REQUIRE_FALSE(mixed.ok());
+  CHECK(mixed.error().kind == ErrorKind::InvalidArgument);
+  CHECK(mixed.error().message == "source 198.18.0.1 and destination fd00::1 are of different families");
+}
+
+TEST_CASE("matches: unknown matches cannot be evaluated") {
+  Step r = rule(Verdict{});
+  r.match.unknown = {"socket"};
+  CHECK_FALSE(matches(r.match, outbound("198.18.0.2", "198.18.1.1", 80)));
+  const auto plan = plan_of(Family::V4, {stage(Stage::Nat, "OUTPUT", {chain("WEIR_OUTPUT", {r})})});
   const auto e = explain(plan, outbound("198.18.0.2", "198.18.1.1", 80));
   REQUIRE(e.steps.size() == 2);
   CHECK_FALSE(e.steps[1].matched);
@@ -249,17 +496,17 @@ TEST_CASE("rule_matches: unknown matches cannot be evaluated") {
 }
 
 TEST_CASE("explain: jump, RETURN and implicit return") {
-  Rule ret_uid = kRet;
-  ret_uid.owner = Owner{Owner::Kind::Uid, 1337, false};
-  ret_uid.comment = "proxy's own traffic, uid 1337";
-  Rule to_sub = rule(Jump{"WEIR_SUB"});
-  Rule redirect = tcp(Redirect{15001});
-  redirect.comment = "outbound capture";
-  Rule nothing = tcp(Verdict{Verdict::Drop});
-  nothing.dport = PortMatch{{1, 1}, false};
+  Step ret_uid = kRet;
+  ret_uid.match.owner = Owner{Owner::Kind::Uid, 1337, false};
+  ret_uid.reason = "proxy's own traffic, uid 1337";
+  Step to_sub = rule(Jump{"WEIR_SUB"});
+  Step redirect = tcp(Redirect{15001});
+  redirect.reason = "outbound capture";
+  Step nothing = tcp(Verdict{Verdict::Drop});
+  nothing.match.dport = PortSet{{{1, 1}}, false};
   const auto plan = plan_of(
-      Family::V4, {table("nat", "OUTPUT",
-                         {Chain{"WEIR_OUTPUT", {ret_uid, to_sub, redirect}}, Chain{"WEIR_SUB", {nothing}}})});
+      Family::V4, {stage(Stage::Nat, "OUTPUT",
+                         {chain("WEIR_OUTPUT", {ret_uid, to_sub, redirect}), chain("WEIR_SUB", {nothing})})});
 
   auto e = explain(plan, outbound("198.18.0.2", "198.18.1.1", 80, 1000));
   CHECK(e.verdict.kind == ExplainVerdict::Redirected);
@@ -287,14 +534,14 @@ TEST_CASE("explain: jump, RETURN and implicit return") {
 }
 
 TEST_CASE("explain: RETURN from a nested chain goes back to its caller") {
-  Rule exclude = kRet;
-  exclude.dst = ip("198.18.1.0/24");
-  exclude.comment = "excluded outbound CIDR";
+  Step exclude = kRet;
+  exclude.match.dst = net("198.18.1.0/24");
+  exclude.reason = "excluded outbound CIDR";
   const auto plan = plan_of(
-      Family::V4, {table("nat", "OUTPUT",
-                         {Chain{"WEIR_OUTPUT", {rule(Jump{"WEIR_OUTBOUND"}), tcp(Redirect{15001})}},
-                          Chain{"WEIR_OUTBOUND", {exclude, rule(Jump{"WEIR_REDIRECT"})}},
-                          Chain{"WEIR_REDIRECT", {tcp(Redirect{15002})}}})});
+      Family::V4, {stage(Stage::Nat, "OUTPUT",
+                         {chain("WEIR_OUTPUT", {rule(Jump{"WEIR_OUTBOUND"}), tcp(Redirect{15001})}),
+                          chain("WEIR_OUTBOUND", {exclude, rule(Jump{"WEIR_REDIRECT"})}),
+                          chain("WEIR_REDIRECT", {tcp(Redirect{15002})})})});
   auto e = explain(plan, outbound("198.18.0.2", "198.18.1.1", 80));
   CHECK(e.verdict.kind == ExplainVerdict::Redirected);
   CHECK(e.verdict.port == 15001);  // came back to WEIR_OUTPUT rule 2
@@ -304,14 +551,14 @@ TEST_CASE("explain: RETURN from a nested chain goes back to its caller") {
 }
 
 TEST_CASE("explain: tables in order raw, mangle, nat; ACCEPT ends only its table") {
-  Rule zone = rule(CtZone{2});
-  zone.proto = Proto::Udp;
-  Rule accept = rule(Verdict{Verdict::Accept});
-  accept.comment = "let it be";
+  Step zone = rule(CtZone{2});
+  zone.match.proto = Proto::Udp;
+  Step accept = rule(Verdict{Verdict::Accept});
+  accept.reason = "let it be";
   const auto plan = plan_of(Family::V4, {
-                                            table("nat", "OUTPUT", {Chain{"WEIR_OUTPUT", {rule(Redirect{15053})}}}),
-                                            table("mangle", "OUTPUT", {Chain{"WEIR_OUTPUT", {accept}}}),
-                                            table("raw", "OUTPUT", {Chain{"WEIR_OUTPUT", {zone}}}),
+                                            stage(Stage::Nat, "OUTPUT", {chain("WEIR_OUTPUT", {rule(Redirect{15053})})}),
+                                            stage(Stage::Mangle, "OUTPUT", {chain("WEIR_OUTPUT", {accept})}),
+                                            stage(Stage::Raw, "OUTPUT", {chain("WEIR_OUTPUT", {zone})}),
                                         });
   Packet p = outbound("198.18.0.2", "198.18.1.1", 53);
   p.proto = Proto::Udp;
@@ -327,7 +574,7 @@ TEST_CASE("explain: tables in order raw, mangle, nat; ACCEPT ends only its table
 }
 
 TEST_CASE("explain: nat only for NEW connections, and not for packets looped back over lo") {
-  const auto plan = plan_of(Family::V4, {table("nat", "PREROUTING", {Chain{"WEIR_INBOUND", {tcp(Redirect{15006})}}})});
+  const auto plan = plan_of(Family::V4, {stage(Stage::Nat, "PREROUTING", {chain("WEIR_INBOUND", {tcp(Redirect{15006})})})});
   Packet p = inbound("198.18.1.1", "198.18.0.2", 8080);
   CHECK(explain(plan, p).verdict.kind == ExplainVerdict::Redirected);
   p.ct_state = Packet::CtState::Established;
@@ -343,19 +590,19 @@ TEST_CASE("explain: nat only for NEW connections, and not for packets looped bac
 }
 
 TEST_CASE("explain: TPROXY, MARK and CONNMARK in mangle") {
-  Rule restore = tcp(Connmark{Connmark::Restore});
-  Rule established = tcp(Jump{"WEIR_DIVERT"});
-  established.conntrack = Conntrack{Conntrack::kRelated | Conntrack::kEstablished, false};
-  Rule tproxy = tcp(Tproxy{15006, 1337, 0xffffffff});
-  tproxy.dst = ip("127.0.0.1");
-  tproxy.dst_negated = true;
-  tproxy.comment = "to the proxy's inbound port";
-  Rule save = tcp(Connmark{Connmark::Save});
-  save.mark = MarkMatch{1337, 0xffffffff, false};
-  Table mangle{"mangle",
-               {Chain{"PREROUTING", {rule(Jump{"WEIR_INBOUND"}), save}},
-                Chain{"WEIR_INBOUND", {restore, established, tproxy}},
-                Chain{"WEIR_DIVERT", {rule(SetMark{1337, 0xffffffff}), rule(Verdict{Verdict::Accept})}}}};
+  Step restore = tcp(Connmark{Connmark::Restore});
+  Step established = tcp(Jump{"WEIR_DIVERT"});
+  established.match.conntrack = Conntrack{Conntrack::kRelated | Conntrack::kEstablished, false};
+  Step tproxy = tcp(Tproxy{15006, 1337, 0xffffffff});
+  tproxy.match.dst = net("127.0.0.1");
+  tproxy.match.dst->negated = true;
+  tproxy.reason = "to the proxy's inbound port";
+  Step save = tcp(Connmark{Connmark::Save});
+  save.match.mark = MarkMatch{1337, 0xffffffff, false};
+  StagePolicy mangle{Stage::Mangle,
+               {chain("PREROUTING", {rule(Jump{"WEIR_INBOUND"}), save}),
+                chain("WEIR_INBOUND", {restore, established, tproxy}),
+                chain("WEIR_DIVERT", {rule(SetMark{1337, 0xffffffff}), rule(Verdict{Verdict::Accept})})}};
   const auto plan = plan_of(Family::V4, {mangle});
 
   Packet p = inbound("198.18.1.1", "198.18.0.2", 8080);
@@ -377,7 +624,7 @@ TEST_CASE("explain: TPROXY, MARK and CONNMARK in mangle") {
   CHECK(e.steps[3].effect == "mark set to 0x539");
 
   // Restore copies the connection's mark; the save rule then sees it.
-  Table mangle2{"mangle", {Chain{"PREROUTING", {restore, save}}}};
+  StagePolicy mangle2{Stage::Mangle, {chain("PREROUTING", {restore, save})}};
   p.connmark = 0x539;
   e = explain(plan_of(Family::V4, {mangle2}), p);
   CHECK(e.steps[0].effect == "mark set to connmark 0x539");
@@ -385,18 +632,18 @@ TEST_CASE("explain: TPROXY, MARK and CONNMARK in mangle") {
   CHECK(e.steps[1].effect == "connmark set to mark 0x539");
 
   // MARK with a mask keeps the other bits.
-  Table mangle3{"mangle", {Chain{"PREROUTING", {rule(SetMark{0x2, 0xf}), rule(Tproxy{15006, 0x100, 0xf00})}}}};
+  StagePolicy mangle3{Stage::Mangle, {chain("PREROUTING", {rule(SetMark{0x2, 0xf}), rule(Tproxy{15006, 0x100, 0xf00})})}};
   p.mark = 0xf0f1;
   e = explain(plan_of(Family::V4, {mangle3}), p);
   CHECK(e.verdict.mark == 0xf1f2);
 }
 
 TEST_CASE("explain: the raw table runs before conntrack") {
-  Rule est = rule(CtZone{1});
-  est.conntrack = Conntrack{Conntrack::kEstablished, false};
-  Rule inv = rule(CtZone{2});
-  inv.conntrack = Conntrack{Conntrack::kInvalid, false};
-  const auto plan = plan_of(Family::V4, {Table{"raw", {Chain{"PREROUTING", {est, inv}}}}});
+  Step est = rule(CtZone{1});
+  est.match.conntrack = Conntrack{Conntrack::kEstablished, false};
+  Step inv = rule(CtZone{2});
+  inv.match.conntrack = Conntrack{Conntrack::kInvalid, false};
+  const auto plan = plan_of(Family::V4, {StagePolicy{Stage::Raw, {chain("PREROUTING", {est, inv})}}});
   Packet p = inbound("198.18.1.1", "198.18.0.2", 8080);
   p.ct_state = Packet::CtState::Established;
   auto e = explain(plan, p);
@@ -410,7 +657,7 @@ TEST_CASE("explain: the raw table runs before conntrack") {
 }
 
 TEST_CASE("explain: RELATED and INVALID packets skip nat; conntrack-less tables") {
-  const auto plan = plan_of(Family::V4, {table("nat", "OUTPUT", {Chain{"WEIR_OUTPUT", {tcp(Redirect{15001})}}})});
+  const auto plan = plan_of(Family::V4, {stage(Stage::Nat, "OUTPUT", {chain("WEIR_OUTPUT", {tcp(Redirect{15001})})})});
   Packet p = outbound("198.18.0.2", "198.18.1.1", 80);
   for (auto st : {Packet::CtState::Related, Packet::CtState::Invalid, Packet::CtState::Established}) {
     p.ct_state = st;
@@ -419,11 +666,11 @@ TEST_CASE("explain: RELATED and INVALID packets skip nat; conntrack-less tables"
 
   // In raw there is no conntrack entry yet: CONNMARK does nothing and a
   // connmark match fails even when negated.
-  Rule save = rule(Connmark{Connmark::Save});
-  Rule neg = rule(Verdict{Verdict::Drop});
-  neg.connmark = MarkMatch{1, 0xffffffff, true};
-  const auto raw = plan_of(Family::V4, {Table{"raw", {Chain{"OUTPUT", {save, neg}}}},
-                                        Table{"mangle", {Chain{"OUTPUT", {neg}}}}});
+  Step save = rule(Connmark{Connmark::Save});
+  Step neg = rule(Verdict{Verdict::Drop});
+  neg.match.connmark = MarkMatch{1, 0xffffffff, true};
+  const auto raw = plan_of(Family::V4, {StagePolicy{Stage::Raw, {chain("OUTPUT", {save, neg})}},
+                                        StagePolicy{Stage::Mangle, {chain("OUTPUT", {neg})}}});
   p = outbound("198.18.0.2", "198.18.1.1", 80);
   p.mark = 7;
   const auto e = explain(raw, p);
@@ -435,8 +682,8 @@ TEST_CASE("explain: RELATED and INVALID packets skip nat; conntrack-less tables"
 }
 
 TEST_CASE("explain: unknown targets are noted and the walk goes on") {
-  const auto plan = plan_of(Family::V4, {table("nat", "OUTPUT",
-                                               {Chain{"WEIR_A", {rule(UnknownTarget{"LOG"}), rule(Redirect{15001})}}})});
+  const auto plan = plan_of(Family::V4, {stage(Stage::Nat, "OUTPUT",
+                                               {chain("WEIR_A", {rule(UnknownTarget{"LOG"}), rule(Redirect{15001})})})});
   const auto e = explain(plan, outbound("198.18.0.2", "198.18.1.1", 80));
   CHECK(e.verdict.kind == ExplainVerdict::Redirected);
   CHECK(e.steps[1].effect.find("target LOG not evaluated") != std::string::npos);
@@ -448,34 +695,34 @@ TEST_CASE("explain: unknown targets are noted and the walk goes on") {
 }
 
 TEST_CASE("explain: loops and missing chains are reported, not followed forever") {
-  const auto loop = plan_of(Family::V4, {table("nat", "OUTPUT",
-                                               {Chain{"WEIR_A", {rule(Jump{"WEIR_B"})}},
-                                                Chain{"WEIR_B", {rule(Jump{"WEIR_A"})}}})});
+  const auto loop = plan_of(Family::V4, {stage(Stage::Nat, "OUTPUT",
+                                               {chain("WEIR_A", {rule(Jump{"WEIR_B"})}),
+                                                chain("WEIR_B", {rule(Jump{"WEIR_A"})})})});
   auto e = explain(loop, outbound("198.18.0.2", "198.18.1.1", 80));
   CHECK(e.verdict.kind == ExplainVerdict::Untouched);
   CHECK(e.verdict.decided_by == "undecided");
   CHECK(e.summary.rfind("cannot tell: walk stopped", 0) == 0);
   CHECK(e.steps.size() <= 40);
 
-  const auto missing = plan_of(Family::V4, {table("nat", "OUTPUT",
-                                                  {Chain{"WEIR_A", {rule(Jump{"ISTIO_X"}), rule(Redirect{15001})}}})});
+  const auto missing = plan_of(Family::V4, {stage(Stage::Nat, "OUTPUT",
+                                                  {chain("WEIR_A", {rule(Jump{"ISTIO_X"}), rule(Redirect{15001})})})});
   e = explain(missing, outbound("198.18.0.2", "198.18.1.1", 80));
   CHECK(e.verdict.kind == ExplainVerdict::Redirected);
   CHECK(e.steps[1].effect.find("not walked") != std::string::npos);
 }
 
 TEST_CASE("explain: a family the plan does not cover passes untouched") {
-  const auto plan = plan_of(Family::V4, {table("nat", "OUTPUT", {Chain{"WEIR_A", {rule(Redirect{15001})}}})});
+  const auto plan = plan_of(Family::V4, {stage(Stage::Nat, "OUTPUT", {chain("WEIR_A", {rule(Redirect{15001})})})});
   const auto e = explain(plan, outbound("fd00::2", "fd00::1:1", 80));
   CHECK(e.verdict.kind == ExplainVerdict::Untouched);
   CHECK(e.summary == "passed untouched: weir has no ipv6 rules, so ipv6 traffic is not captured");
 }
 
 TEST_CASE("render_explanation and to_json carry the packet, the steps and the verdict") {
-  Rule ret_uid = kRet;
-  ret_uid.owner = Owner{Owner::Kind::Uid, 1337, false};
-  ret_uid.comment = "proxy's own traffic";
-  const auto plan = plan_of(Family::V6, {table("nat", "OUTPUT", {Chain{"WEIR_OUTPUT", {ret_uid, tcp(Redirect{15001})}}})});
+  Step ret_uid = kRet;
+  ret_uid.match.owner = Owner{Owner::Kind::Uid, 1337, false};
+  ret_uid.reason = "proxy's own traffic";
+  const auto plan = plan_of(Family::V6, {stage(Stage::Nat, "OUTPUT", {chain("WEIR_OUTPUT", {ret_uid, tcp(Redirect{15001})})})});
   const auto e = explain(plan, outbound("fd00::2", "fd00::1:1", 443, 1000));
   const std::string text = render_explanation(e);
   INFO(text);
@@ -511,7 +758,7 @@ struct Expect {
   uint16_t port = 0;
 };
 
-void check_flow(const RulePlan& plan, const Packet& p, Expect want, const char* decided_in = nullptr) {
+void check_flow(const CapturePolicy& plan, const Packet& p, Expect want, const char* decided_in = nullptr) {
   const auto e = explain(plan, p);
   INFO(render_explanation(e));
   CHECK(e.verdict.kind == want.kind);
@@ -545,7 +792,7 @@ const Addrs kV6{"fd00::2", "fd00::1:1", "::1", "::6"};
 }  // namespace
 
 TEST_CASE("explain on plan(CaptureSpec{}): the reference sidecar capture, IPv4 and IPv6") {
-  const RulePlan plan = weir::plan(CaptureSpec{});
+  const CapturePolicy plan = planned(CaptureSpec{});
   for (const Addrs& a : {kV4, kV6}) {
     CAPTURE(a.pod);
     // Inbound TCP to an ordinary port goes to the inbound port.
@@ -593,7 +840,7 @@ TEST_CASE("explain on plan(CaptureSpec{}): the reference sidecar capture, IPv4 a
   CHECK(e.summary.find("uid 1337") != std::string::npos);
   e = explain(plan, outbound("198.18.0.2", "198.18.1.1", 80, 1000));
   // The reason in brackets is the deciding rule's comment, whatever the planner says.
-  const std::string& comment = plan.find(Family::V4)->find("nat")->find(chains::kRedirect)->rules.at(0).comment;
+  const std::string comment = fill_reason(plan.find(Family::V4)->find(Stage::Nat)->find(chains::kRedirect)->steps.at(0));
   REQUIRE_FALSE(comment.empty());
   CHECK(e.summary == "redirected to port 15001 by nat WEIR_REDIRECT rule 1 (" + comment + ")");
 }
@@ -608,7 +855,7 @@ TEST_CASE("explain on planned specs: port and CIDR lists, interfaces") {
   s.exclude_interfaces = {"eth9"};
   s.kube_virt_interfaces = {"kv0"};
   s.exclude_inbound_cidrs = {ip("198.18.7.0/24")};
-  const RulePlan plan = weir::plan(s);
+  const CapturePolicy plan = planned(s);
 
   check_flow(plan, inbound("198.18.1.1", "198.18.0.2", 8080), redirected(15006));
   check_flow(plan, inbound("198.18.1.1", "198.18.0.2", 9050), redirected(15006));
@@ -627,14 +874,14 @@ TEST_CASE("explain on planned specs: port and CIDR lists, interfaces") {
 
   // Capture nothing inbound.
   s.inbound_ports = std::vector<PortRange>{};
-  check_flow(weir::plan(s), inbound("198.18.1.1", "198.18.0.2", 8080), kUntouched);
+  check_flow(planned(s), inbound("198.18.1.1", "198.18.0.2", 8080), kUntouched);
 }
 
 TEST_CASE("explain on planned specs: several proxy UIDs and GIDs") {
   CaptureSpec s;
   s.proxy_uids = {1337, 1338};
   s.proxy_gids = {1337, 2000};
-  const RulePlan plan = weir::plan(s);
+  const CapturePolicy plan = planned(s);
   for (uint32_t uid : {1337u, 1338u}) {
     CAPTURE(uid);
     check_flow(plan, outbound("198.18.0.2", "198.18.1.1", 80, uid), kUntouched);
@@ -649,7 +896,7 @@ TEST_CASE("explain on planned specs: several proxy UIDs and GIDs") {
 TEST_CASE("explain on planned specs: DNS capture") {
   CaptureSpec s;
   s.dns.capture = true;
-  const RulePlan plan = weir::plan(s);
+  const CapturePolicy plan = planned(s);
   for (const Addrs& a : {kV4, kV6}) {
     CAPTURE(a.pod);
     for (Proto proto : {Proto::Udp, Proto::Tcp}) {
@@ -676,16 +923,16 @@ TEST_CASE("explain on planned specs: DNS capture") {
   s.ip_families = IpFamilies::V4;
   Packet q = outbound("198.18.0.2", "198.18.5.5", 53, 1000);
   q.proto = Proto::Udp;
-  check_flow(weir::plan(s), q, redirected(15053));
+  check_flow(planned(s), q, redirected(15053));
   q.dst = ip("198.18.5.6");
-  check_flow(weir::plan(s), q, kUntouched);
+  check_flow(planned(s), q, kUntouched);
 }
 
 TEST_CASE("explain on planned specs: TPROXY inbound and drop invalid") {
   CaptureSpec s;
   s.mode = InboundMode::Tproxy;
   s.drop_invalid = true;
-  const RulePlan plan = weir::plan(s);
+  const CapturePolicy plan = planned(s);
   for (const Addrs& a : {kV4, kV6}) {
     CAPTURE(a.pod);
     auto e = explain(plan, inbound(a.peer, a.pod, 8080));
@@ -728,7 +975,7 @@ TEST_CASE("explain on planned specs: TPROXY inbound and drop invalid") {
 }
 
 TEST_CASE("explain: a packet to the pod's own address leaves by lo unless told otherwise") {
-  RulePlan plan = weir::plan(CaptureSpec{});
+  CapturePolicy plan = planned(CaptureSpec{});
   Packet p;
   p.family = Family::V4;
   p.hook = Packet::Hook::Output;

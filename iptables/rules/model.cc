@@ -56,12 +56,12 @@ Result<Cidr> parse_cidr(const std::string& text) {
   if (addr_text.find(':') != std::string::npos) {
     c.family = Family::V6;
     if (inet_pton(AF_INET6, addr_text.c_str(), c.addr.data()) != 1) {
-      return Error{ErrorKind::InvalidSpec, "\"" + text + "\": \"" + addr_text + "\" is not an IPv6 address"};
+      return Error{ErrorKind::InvalidSpec, "\"" + clip(text) + "\": \"" + clip(addr_text) + "\" is not an IPv6 address"};
     }
   } else {
     c.family = Family::V4;
     if (inet_pton(AF_INET, addr_text.c_str(), c.addr.data()) != 1) {
-      return Error{ErrorKind::InvalidSpec, "\"" + text + "\": \"" + addr_text + "\" is not an IPv4 address"};
+      return Error{ErrorKind::InvalidSpec, "\"" + clip(text) + "\": \"" + clip(addr_text) + "\" is not an IPv4 address"};
     }
   }
   const int maxp = max_prefix(c.family);
@@ -70,10 +70,10 @@ Result<Cidr> parse_cidr(const std::string& text) {
     const std::string prefix_text = text.substr(slash + 1);
     const auto p = parse_decimal(prefix_text, 1000);
     if (!p) {
-      return Error{ErrorKind::InvalidSpec, "\"" + text + "\": prefix \"" + prefix_text + "\" is not a number"};
+      return Error{ErrorKind::InvalidSpec, "\"" + clip(text) + "\": prefix \"" + clip(prefix_text) + "\" is not a number"};
     }
     if (*p > static_cast<uint32_t>(maxp)) {
-      return Error{ErrorKind::InvalidSpec, "\"" + text + "\": prefix /" + prefix_text + " is too long for " +
+      return Error{ErrorKind::InvalidSpec, "\"" + clip(text) + "\": prefix /" + clip(prefix_text) + " is too long for " +
                                                to_string(c.family) + " (at most /" + std::to_string(maxp) + ")"};
     }
     c.prefix = static_cast<uint8_t>(*p);
@@ -81,7 +81,7 @@ Result<Cidr> parse_cidr(const std::string& text) {
   const Cidr net = network_of(c);
   if (net != c) {
     return Error{ErrorKind::InvalidSpec,
-                 text + ": host bits set (did you mean " + format_cidr(net) + "?)"};
+                 clip(text) + ": host bits set (did you mean " + format_cidr(net) + "?)"};
   }
   return c;
 }
@@ -103,16 +103,62 @@ bool cidr_contains(const Cidr& net, const Cidr& host) {
   return network_of(h).addr == network_of(net).addr;
 }
 
-Result<PortRange> parse_port_range(const std::string& text) {
-  auto sep = text.find('-');
-  if (sep == std::string::npos) sep = text.find(':');
-  auto one = [&](const std::string& s) -> Result<uint16_t> {
-    const auto v = parse_decimal(s, 0xffffffff);
-    if (!v) return Error{ErrorKind::InvalidSpec, "\"" + s + "\" is not a port"};
-    if (*v == 0 || *v > 65535) {
-      return Error{ErrorKind::InvalidSpec, std::to_string(*v) + " is not a port (1-65535)"};
+NumberText read_number(const std::string& text) {
+  NumberText out;
+  const bool hex = text.size() > 2 && text[0] == '0' && (text[1] == 'x' || text[1] == 'X');
+  const std::size_t begin = hex ? 2 : 0;
+  if (text.size() == begin) return out;  // "" or "0x"
+  uint64_t v = 0;
+  for (std::size_t i = begin; i < text.size(); ++i) {
+    const char c = text[i];
+    int digit = -1;
+    if (c >= '0' && c <= '9') digit = c - '0';
+    else if (hex && c >= 'a' && c <= 'f') digit = c - 'a' + 10;
+    else if (hex && c >= 'A' && c <= 'F') digit = c - 'A' + 10;
+    if (digit < 0) {
+      // "15001.5": digits, a point, digits. Anything else is no number.
+      if (!hex && c == '.' && i > 0 && i + 1 < text.size() &&
+          text.find_first_not_of("0123456789", i + 1) == std::string::npos) {
+        out.problem = NumberText::Fraction;
+      }
+      return out;
     }
-    return static_cast<uint16_t>(*v);
+    v = v * (hex ? 16 : 10) + static_cast<uint64_t>(digit);
+    if (v > 0xffffffffull) {
+      const bool all_digits = text.find_first_not_of(hex ? "0123456789abcdefABCDEF" : "0123456789", begin) ==
+                              std::string::npos;
+      out.problem = all_digits ? NumberText::TooLarge : NumberText::NotNumber;
+      return out;
+    }
+  }
+  out.problem = NumberText::None;
+  out.value = static_cast<uint32_t>(v);
+  return out;
+}
+
+std::string clip(const std::string& text, std::size_t max) {
+  if (text.size() <= max) return text;
+  return text.substr(0, max) + "...";
+}
+
+Result<PortRange> parse_port_range(const std::string& text) {
+  // '-' first, but not a leading one ("-80" is no range): that is a sign.
+  auto sep = text.find('-', 1);
+  if (sep == std::string::npos) sep = text.find(':');
+  if (text.size() > 0 && text[0] == '-') sep = std::string::npos;
+  auto one = [&](const std::string& s) -> Result<uint16_t> {
+    const NumberText n = read_number(s);
+    switch (n.problem) {
+      case NumberText::None: break;
+      case NumberText::NotNumber: return Error{ErrorKind::InvalidSpec, "\"" + clip(s) + "\" is not a port"};
+      case NumberText::Fraction:
+        return Error{ErrorKind::InvalidSpec, "\"" + clip(s) + "\" is not a whole number (a port is 1-65535)"};
+      case NumberText::TooLarge: return Error{ErrorKind::InvalidSpec, clip(s) + " is not a port (1-65535)"};
+    }
+    if (n.value == 0 || n.value > 65535) {
+      return Error{ErrorKind::InvalidSpec, std::to_string(n.value) + " is not a port (1-65535)"};
+    }
+    return static_cast<uint16_t>(n.value);
   };
   if (sep == std::string::npos) {
     auto p = one(text);
@@ -120,11 +166,11 @@ Result<PortRange> parse_port_range(const std::string& text) {
     return PortRange{*p, *p};
   }
   auto first = one(text.substr(0, sep));
-  if (!first) return first.error().wrap("\"" + text + "\"");
+  if (!first) return first.error().wrap("\"" + clip(text) + "\"");
   auto last = one(text.substr(sep + 1));
-  if (!last) return last.error().wrap("\"" + text + "\"");
+  if (!last) return last.error().wrap("\"" + clip(text) + "\"");
   if (*last < *first) {
-    return Error{ErrorKind::InvalidSpec, "\"" + text + "\": reversed range (first port above last)"};
+    return Error{ErrorKind::InvalidSpec, "\"" + clip(text) + "\": reversed range (first port above last)"};
   }
   return PortRange{*first, *last};
 }

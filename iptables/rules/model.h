@@ -47,7 +47,29 @@ struct PortRange {
   bool operator==(const PortRange&) const = default;
 };
 // "8080" or "8000-8100" (also "8000:8100"); rejects 0, >65535, reversed.
+// Each port is a number in the one grammar below ("0x1f90" is 8080).
 Result<PortRange> parse_port_range(const std::string& text);
+
+// The one number grammar of every input weir reads (flags, environment
+// variables, annotations, the text forms in JSON, the Istio and Linkerd
+// dialects, ports inside ranges): decimal digits, or "0x"/"0X" followed by hex
+// digits; no sign, no spaces, no fraction, at most 4294967295. Leading zeros
+// stay decimal ("010" is 10, never octal). Callers say what the number is for.
+struct NumberText {
+  enum Problem {
+    None,       // `value` holds the number
+    NotNumber,  // not digits at all ("x", "", "-1", "1e3")
+    Fraction,   // digits with a fractional part ("15001.5"): not a whole number
+    TooLarge,   // digits above 4294967295
+  };
+  Problem problem = NotNumber;
+  uint32_t value = 0;
+};
+NumberText read_number(const std::string& text);
+// `text` cut to at most `max` characters (with "..." when cut), for messages
+// that quote what the user gave: a 49,000-character list must not become a
+// 49,000-character message.
+std::string clip(const std::string& text, std::size_t max = 64);
 std::string format_port_range(const PortRange& r, char sep = '-');
 
 enum class Proto { Any, Tcp, Udp };

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "rules/explain.h"
+#include "rules/xtables/lower.h"
 
 namespace weir {
 namespace {
@@ -35,7 +36,7 @@ ExplainVerdict out(const RulePlan& p, const std::string& dst, uint16_t dport, ui
   k.uid = uid;
   k.gid = uid;
   k.out_iface = std::move(oif);
-  return explain(p, k).verdict;
+  return explain(xtables::raise(p), k).verdict;
 }
 
 // A packet arriving at the pod.
@@ -51,7 +52,7 @@ ExplainVerdict in(const RulePlan& p, const std::string& dst, uint16_t dport, std
   k.dport = dport;
   k.in_iface = std::move(iif);
   k.ct_state = st;
-  return explain(p, k).verdict;
+  return explain(xtables::raise(p), k).verdict;
 }
 
 bool redirected_to(const ExplainVerdict& v, uint16_t port) {
@@ -146,9 +147,9 @@ TEST_CASE("a proxy GID alone bypasses capture") {
   k.uid = 1000;
   k.gid = 2000;
   k.out_iface = "eth0";
-  CHECK(untouched(explain(p, k).verdict));
+  CHECK(untouched(explain(xtables::raise(p), k).verdict));
   k.gid = 1000;
-  CHECK(redirected_to(explain(p, k).verdict, 15001));
+  CHECK(redirected_to(explain(xtables::raise(p), k).verdict, 15001));
 }
 
 TEST_CASE("several proxy UIDs: each bypasses, each is inbound-redirected on lo") {

@@ -67,7 +67,7 @@ struct Match {
   std::optional<MarkMatch> mark;
   std::optional<MarkMatch> connmark;
   // Conditions a backend found in a live rule and cannot express here, in its
-  // own words ("-m statistic", "xt match statistic"). Never in a plan; explain
+  // own words (the libiptc filter: the match name, "statistic"). Never in a plan; explain
   // cannot evaluate them; check reports them as drift.
   std::vector<std::string> unknown;
   bool operator==(const Match&) const = default;

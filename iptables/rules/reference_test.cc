@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "rules/explain.h"
+#include "rules/xtables/lower.h"
 #include "rules/xtables/parse.h"
 #include "rules/plan.h"
 
@@ -122,11 +123,13 @@ void compare(const std::string& golden, const CaptureSpec& spec) {
   v4.ip_families = IpFamilies::V4;
   RulePlan ours = plan(v4);
 
+  // explain walks policies: both rulesets raised from their xtables form.
+  const CapturePolicy ours_policy = xtables::raise(ours), reference_policy = xtables::raise(reference);
   int compared = 0;
   for (const Packet& p : flow_grid()) {
     if (istio_cni_only(p)) continue;
     if (proxy_by_gid_only_on_lo(p)) continue;
-    Explanation a = explain(ours, p), b = explain(reference, p);
+    Explanation a = explain(ours_policy, p), b = explain(reference_policy, p);
     INFO(describe(p), "\nweir:  ", a.summary, "\nistio: ", b.summary);
     CHECK(a.verdict.kind == b.verdict.kind);
     CHECK(a.verdict.port == b.verdict.port);

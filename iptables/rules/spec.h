@@ -1,7 +1,9 @@
 // CaptureSpec: the one input every front end builds (from flags, a JSON config,
 // CNI config plus pod annotations, or Istio/Linkerd command lines). The JSON
 // names below are the keys of a config file and of the CNI config's "capture"
-// object; keep them stable.
+// object; keep them stable. Every input's name for a field (JSON key, flag,
+// environment variable, annotation) and its parser come from one table,
+// rules/spec_fields.h: add a field there, and every input has it.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +20,10 @@ namespace weir {
 
 enum class IpFamilies { V4, V6, Dual };
 enum class InboundMode { Redirect, Tproxy };
+// Which packet filter interface installs the rules. Auto: nftables when the
+// namespace's kernel takes weir's ruleset, else legacy iptables (the choice
+// is made by ops, not by the planner, which ignores this field).
+enum class FilterBackend { Auto, Nftables, Iptables };
 
 struct DnsCapture {
   bool capture = false;            // "capture": redirect apps' DNS to `port`
@@ -49,6 +55,7 @@ struct CaptureSpec {
   uint32_t tproxy_route_table = 133;                // tproxyRouteTable
   DnsCapture dns;                                   // dns: {capture, captureAll, port, servers}
   bool drop_invalid = false;                        // dropInvalid
+  FilterBackend backend = FilterBackend::Auto;      // backend: "auto" | "nftables" | "iptables"
 
   bool operator==(const CaptureSpec&) const = default;
 };
@@ -67,8 +74,11 @@ Status merge_json(CaptureSpec& spec, const nlohmann::json& j, MergeCheck check =
 Result<CaptureSpec> spec_from_json(const nlohmann::json& j);
 nlohmann::json to_json(const CaptureSpec& spec);
 
-// List parsers shared by flags, annotations and JSON. `what` names the field in
-// error messages. Items are separated by commas (spaces around them allowed).
+// List parsers shared by flags, annotations and JSON (the grammar is written
+// out in rules/spec_fields.h). `what` names the field in error messages. Items
+// are separated by commas (spaces around them allowed). A bad item is named
+// with its position and the whole text is quoted only when short, so an
+// error about a 10,000-item list stays a line.
 Result<std::vector<PortRange>> parse_port_list(const std::string& what, const std::string& text);
 // "*" gives nullopt (all); anything else a list (empty string = empty list).
 Result<std::optional<std::vector<PortRange>>> parse_port_selector(const std::string& what, const std::string& text);
@@ -78,8 +88,16 @@ Result<std::vector<uint32_t>> parse_id_list(const std::string& what, const std::
 Result<std::vector<std::string>> parse_interface_list(const std::string& what, const std::string& text);
 Result<IpFamilies> parse_ip_families(const std::string& text);
 Result<InboundMode> parse_inbound_mode(const std::string& text);
+Result<FilterBackend> parse_filter_backend(const std::string& text);
 const char* to_string(IpFamilies f);
 const char* to_string(InboundMode m);
+const char* to_string(FilterBackend b);  // "auto" / "nftables" / "iptables"
+
+// Appends the items of `items` not yet in `to`, keeping order; near-linear
+// (a hash of what is there), so a 30,000-entry annotation costs milliseconds.
+void append_unique(std::vector<PortRange>& to, const std::vector<PortRange>& items);
+void append_unique(std::vector<Cidr>& to, const std::vector<Cidr>& items);
+void append_unique(std::vector<std::string>& to, const std::vector<std::string>& items);
 
 // The families a spec asks for, V4 first.
 std::vector<Family> families(const CaptureSpec& spec);

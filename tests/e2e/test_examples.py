@@ -148,10 +148,16 @@ def parse_all():
         docs = load_yaml_docs(os.path.join(EX, "k8s/weir-cni-daemonset.yaml"))
         spec = docs[0]["spec"]["template"]["spec"]
         paths = [v.get("hostPath", {}).get("path") for v in spec.get("volumes", [])]
-        check(docs[0]["kind"] == "DaemonSet" and "/opt/cni/bin" in paths, "DaemonSet mounts the node's /opt/cni/bin")
-        script = " ".join(spec["initContainers"][0].get("args", []))
-        check("weir-cni" in script and "mv -f" in script, "DaemonSet copies weir-cni then renames it into place")
-        run_installer_script(script)
+        check(docs[0]["kind"] == "DaemonSet" and "/opt/cni/bin" in paths and "/etc/cni/net.d" in paths,
+              "DaemonSet mounts the node's /opt/cni/bin and /etc/cni/net.d")
+        c = spec["containers"][0]
+        args = c.get("args", [])
+        probe = c.get("readinessProbe", {}).get("httpGet", {})
+        check(args[:1] == ["run"] and probe.get("path") == "/readyz" and f"--listen=127.0.0.1:{probe.get('port')}" in args,
+              "DaemonSet runs weir-node run, its readiness probe on /readyz at the --listen port")
+        check(spec.get("terminationGracePeriodSeconds", 30) >= 10 and spec.get("automountServiceAccountToken") is False
+              and "serviceAccountName" not in spec, "DaemonSet: time to uninstall on SIGTERM, no API credentials")
+        run_node_daemonset(args)
 
     # Dockerfile: a Debian 12 build stage running the one build command, a minimal final stage.
     df = open(os.path.join(EX, "Dockerfile")).read()
@@ -166,26 +172,54 @@ def parse_all():
     return manifests, conflist
 
 
-def run_installer_script(script):
-    """The DaemonSet's copy step, run here with a temporary directory as the
-    node's /opt/cni/bin and the built weir-cni as the image's."""
+def run_node_daemonset(args):
+    """The DaemonSet's weir-node command line, run here with temporary
+    directories as the node's (conf dir, bin dir, state dir) and a free port:
+    the entry goes in, and out again on SIGTERM, binary last."""
+    import signal  # noqa: PLC0415
+    import socket  # noqa: PLC0415
     import tempfile  # noqa: PLC0415
-    cni = os.path.join(BIN, "weir-cni")
-    if not have(cni):
-        note("weir-cni not built: the DaemonSet's install script is not run")
+    import time  # noqa: PLC0415
+    node, cni = os.path.join(BIN, "weir-node"), os.path.join(BIN, "weir-cni")
+    if not (have(node) and have(cni)):
+        note("weir-node or weir-cni not built: the DaemonSet's command line is not run")
         return
     with tempfile.TemporaryDirectory(prefix="weir-ds-") as host:
-        s = script.replace("/host/opt/cni/bin", host).replace("/usr/local/bin/weir-cni", cni)
-        r = subprocess.run(["/bin/sh", "-c", s], capture_output=True, text=True, timeout=30)
-        installed = os.path.join(host, "weir-cni")
+        for d in ("etc/cni/net.d", "opt/cni/bin", "state"):
+            os.makedirs(os.path.join(host, d))
+        primary = os.path.join(host, "etc/cni/net.d/10-bridge.conflist")
+        with open(primary, "w") as f:
+            f.write('{"cniVersion": "1.0.0", "name": "b", "plugins": [{"type": "bridge"}]}\n')
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        sock.close()
+        argv = [a.replace("/host/", host + "/").replace("/var/run/weir", host + "/state").replace(":15081", f":{port}")
+                for a in args]
+        p = subprocess.Popen([node, *argv, "--plugin-binary", cni], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
-            versions = json.loads(r.stdout).get("supportedVersions", [])
-        except ValueError:
-            versions = []
-        check(r.returncode == 0 and have(installed) and "1.0.0" in versions
-              and sorted(os.listdir(host)) == ["weir-cni"],
-              f"DaemonSet install script puts an executable weir-cni in place, no temp file left, "
-              f"and it answers VERSION (rc {r.returncode}, {r.stdout.strip()[:120]} {r.stderr.strip()[-200:]})")
+            entry = False
+            for _ in range(300):
+                try:
+                    doc = json.load(open(primary))
+                    entry = [pl.get("type") for pl in doc["plugins"]] == ["bridge", "weir-cni"]
+                except ValueError:
+                    entry = False
+                if entry and have(os.path.join(host, "opt/cni/bin/weir-cni")):
+                    break
+                time.sleep(0.01)
+            check(entry, "DaemonSet's weir-node run: weir's entry last in the node's primary conflist, weir-cni installed")
+        finally:
+            p.send_signal(signal.SIGTERM)
+            try:
+                _, err = p.communicate(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                _, err = p.communicate()
+        doc = json.load(open(primary))
+        check(p.returncode == 0 and [pl.get("type") for pl in doc["plugins"]] == ["bridge"]
+              and not os.path.exists(os.path.join(host, "opt/cni/bin/weir-cni")),
+              f"DaemonSet's weir-node on SIGTERM: entry out, binary removed (rc {p.returncode}, {err.strip()[-300:]})")
 
 
 # ------------------------------------------------------------------ command lines

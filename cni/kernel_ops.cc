@@ -1,0 +1,23 @@
+// The real KernelOps of the CNI handlers (handlers.h): kernel/ops.h and the
+// STATUS probe. Outside weir_cni_core, so the handlers' tests need no root.
+#include "cni/handlers.h"
+#include "cni/status_probe.h"
+#include "kernel/ops.h"
+
+namespace weir::cni {
+namespace {
+
+class OpsKernel final : public KernelOps {
+ public:
+  Status open_netns(const NetnsTarget& t) override { return open_target(t); }
+  Result<ApplyReport> apply(const NetnsTarget& t, const CaptureSpec& spec) override { return weir::apply(t, spec); }
+  Result<CheckReport> check(const NetnsTarget& t, const CaptureSpec& spec) override { return weir::check(t, spec); }
+  Status clean(const NetnsTarget& t) override { return weir::clean(t); }
+  Status probe(const CaptureSpec& spec) override { return probe_kernel(spec); }
+};
+
+}  // namespace
+
+std::unique_ptr<KernelOps> make_kernel_ops() { return std::make_unique<OpsKernel>(); }
+
+}  // namespace weir::cni
