@@ -232,12 +232,13 @@ inline std::vector<Packet> sample_packets() {
   return out;
 }
 
-// Walks every sample packet through `plan` (whatever its origin: the planner
-// or a parsed dump) and renders the result; explain() must terminate and never
-// crash, even on rulesets the kernel would refuse (loops, unknown chains).
-inline void explain_all(const RulePlan& plan) {
+// Walks every sample packet through `policy` (whatever its origin: the
+// planner or a parsed dump, raised) and renders the result; explain() must
+// terminate and never crash, even on rulesets the kernel would refuse (loops,
+// unknown chains).
+inline void explain_all(const CapturePolicy& policy) {
   for (const Packet& p : sample_packets()) {
-    Explanation e = explain(plan, p);
+    Explanation e = explain(policy, p);
     (void)render_explanation(e);
     dump_json(to_json(e));
   }
@@ -271,12 +272,14 @@ inline void exercise_spec(const CaptureSpec& spec) {
                   "the planner's policy has no xtables spelling: " + (lowered.ok() ? "" : lowered.error().message));
   const RulePlan rp = plan(spec);
   WEIR_FUZZ_CHECK(rp == *lowered, "plan(spec) differs from lower(capture_policy(spec))");
-  (void)xtables::raise(rp);
-  (void)xtables::canonical(policy);
+  const CapturePolicy raised = xtables::raise(rp);
+  const CapturePolicy canon = xtables::canonical(policy);
   (void)render_plan(rp);
   (void)render_plan(rp, RenderOptions{.counters = true});
   dump_json(to_json(rp));
-  WEIR_FUZZ_CHECK(diff(rp, rp).empty(), "a plan differs from itself");
+  WEIR_FUZZ_CHECK(diff(canon, canon).empty(), "a policy differs from itself");
+  WEIR_FUZZ_CHECK(diff(canon, raised).empty(), "canonical(policy) differs from raise(plan(spec)): " +
+                                                   render_diff(diff(canon, raised)));
 
   // What `weir plan` prints, iptables-save reads back as the same rules (check
   // compares a live dump with the plan).
@@ -288,7 +291,7 @@ inline void exercise_spec(const CaptureSpec& spec) {
     WEIR_FUZZ_CHECK(*parsed == parse_order(rs), "render_ruleset output parses as other rules: " +
                                                     first_difference(parse_order(rs), *parsed) + "\n" + text);
   }
-  explain_all(rp);
+  explain_all(canon);
 }
 
 }  // namespace weir::fuzz
