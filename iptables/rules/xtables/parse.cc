@@ -568,10 +568,12 @@ Result<Ruleset> parse_ruleset(const std::string& text, Family f, ParseOptions op
       const auto space = line.find(' ');
       const std::string name = line.substr(1, space == std::string::npos ? std::string::npos : space - 1);
       if (name.empty()) return fail("chain line without a name");
-      if (!is_plain_name(name)) return fail("\"" + name + "\": not a chain name");
       const bool builtin = is_builtin_chain(table->name, name);
       // Built-ins are added when weir's jump in them is found (only_weir).
-      if (!opts.only_weir || (!builtin && is_weir_chain(name))) chain_in(*table, name);
+      if (!opts.only_weir || (!builtin && is_weir_chain(name))) {
+        if (!is_plain_name(name)) return fail("\"" + name + "\": not a chain name");
+        chain_in(*table, name);
+      }
       continue;
     }
 
@@ -595,6 +597,7 @@ Result<Ruleset> parse_ruleset(const std::string& text, Family f, ParseOptions op
     const std::string args = space == std::string::npos ? "" : rest.substr(space + 1);
     const bool builtin = is_builtin_chain(table->name, chain);
     if (opts.only_weir && !builtin && !is_weir_chain(chain)) continue;  // a foreign chain
+    if (!is_plain_name(chain)) return fail("\"" + chain + "\": not a chain name");
 
     auto rule = parse_rule_args(args, f);
     if (!rule) {

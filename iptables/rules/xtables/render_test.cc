@@ -421,6 +421,11 @@ TEST_CASE("parse_ruleset refuses what it could not print back") {
   REQUIRE_FALSE(e.ok());
   CHECK(e.error().message.rfind("line 2:", 0) == 0);
   CHECK(e.error().message.find("without a chain name") != std::string::npos);
+  e = parse_ruleset("*nat\n-A WEIR_X' -j RETURN\nCOMMIT\n", Family::V4);
+  REQUIRE_FALSE(e.ok());
+  CHECK(e.error().message.find("\"WEIR_X'\": not a chain name") != std::string::npos);
+  // A foreign chain weir leaves out is not read, whatever its name.
+  CHECK(parse_ruleset("*nat\n:X'Y - [0:0]\n-A X'Y -j RETURN\nCOMMIT\n", Family::V4).ok());
   e = parse_ruleset("*nat\n:WEIR_X - [0:0]\n-A WEIR_X -m \"a b\" -j RETURN\nCOMMIT\n", Family::V4);
   REQUIRE_FALSE(e.ok());
   CHECK(e.error().message.find("\"a b\": not a match name") != std::string::npos);
