@@ -65,7 +65,7 @@ std::size_t count_rules(const RulePlan& p) {
 
 void print_plan(const RulePlan& p, const OutputFlag& output, RenderOptions opts = {}) {
   if (output.json()) {
-    std::cout << to_json(p).dump(2) << '\n';
+    std::cout << to_json(p).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
   } else {
     std::cout << render_plan(p, opts);
   }
@@ -124,7 +124,7 @@ class ApplyCommand : public Subcommand {
   Result<int> run() override {
     Result<SpecAndTarget> in = spec_and_target(flags_, netns_);
     if (!in) return in.error();
-    spdlog::debug("spec: {}", to_json(in->spec).dump());
+    spdlog::debug("spec: {}", to_json(in->spec).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     const auto start = std::chrono::steady_clock::now();
     Result<ApplyReport> report = apply(in->target, in->spec);
     if (!report) return report.error();
@@ -171,7 +171,7 @@ class CheckCommand : public Subcommand {
     Result<CheckReport> report = check(in->target, in->spec);
     if (!report) return report.error();
     if (output_.json()) {
-      std::cout << to_json(report->diff).dump(2) << '\n';
+      std::cout << to_json(report->diff).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
     } else if (!report->diff.empty()) {
       std::cout << render_diff(report->diff);
     } else {

@@ -114,7 +114,7 @@ class ExplainCommand : public Subcommand {
     if (output_.json()) {
       nlohmann::json j = to_json(e);
       j["rules"] = source;
-      std::cout << j.dump(2) << '\n';
+      std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
     } else {
       std::cout << "rules: " << source << "\n" << render_explanation(e);
     }

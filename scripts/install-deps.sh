@@ -15,6 +15,9 @@ pkgs=(
   # (cpp-httplib), and a private containerd for its end-to-end test.
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libcpp-httplib-dev
   containerd runc busybox-static
+  # The fuzz targets (fuzz/run.sh, ctest fuzz_smoke): clang and its libFuzzer,
+  # ASan and UBSan runtimes (only recommended by clang, so named here).
+  clang libclang-rt-14-dev
 )
 
 missing=()

@@ -64,16 +64,40 @@ Error item_error(const std::string& what, const std::string& text, std::size_t i
   return spec_error(what + ": item " + std::to_string(index + 1) + " of " + std::to_string(count) + ": " + e.message);
 }
 
-// Linux's dev_valid_name(): 1-15 bytes, not "." or "..", no '/', ':' or space.
+// A name as it can be printed in a message: quotes, backslashes and bytes
+// that are not printable ASCII as \xNN (the text stays valid UTF-8).
+std::string printable_name(const std::string& name) {
+  static const char hex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : clip(name)) {
+    if (c < 0x20 || c >= 0x7f || c == '"' || c == '\'' || c == '\\') {
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 0xf];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+// Linux's dev_valid_name(): 1-15 bytes, not "." or "..", no '/', ':' or
+// whitespace. Also refused, so every name can be printed as it is (an
+// iptables-save line, a JSON string, a log line): quotes, backslashes,
+// control characters and bytes that are not ASCII.
 Status check_interface(const std::string& what, const std::string& name) {
   if (name.empty()) return spec_error(what + ": empty interface name");
   if (name.size() > 15) {
-    return spec_error(what + ": interface name \"" + clip(name) + "\" is longer than 15 characters");
+    return spec_error(what + ": interface name \"" + printable_name(name) + "\" is longer than 15 characters");
   }
   if (name == "." || name == "..") return spec_error(what + ": \"" + name + "\" is not an interface name");
   for (unsigned char c : name) {
-    if (c == '/' || c == ':' || std::isspace(c) || c < 0x20) {
-      return spec_error(what + ": interface name \"" + clip(name) + "\" contains '/', ':' or whitespace");
+    if (c == '/' || c == ':' || std::isspace(c)) {
+      return spec_error(what + ": interface name \"" + printable_name(name) + "\" contains '/', ':' or whitespace");
+    }
+    if (c < 0x20 || c >= 0x7f || c == '"' || c == '\'' || c == '\\') {
+      return spec_error(what + ": interface name \"" + printable_name(name) +
+                        "\" contains a quote, a backslash, a control character or a byte that is not ASCII");
     }
   }
   return {};

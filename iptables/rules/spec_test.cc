@@ -266,6 +266,30 @@ TEST_CASE("validate: interfaces") {
   check_invalid(s, {"kubeVirtInterfaces"});
 }
 
+// Fuzz findings 1 and 5 (fuzz/crashes/capture_flags/json-dump-*,
+// fuzz/crashes/istio_flags/render-quote-*): names that could not be printed
+// back as an iptables-save line or a JSON string are refused, naming the
+// field and the name (escaped, so the message itself is printable).
+TEST_CASE("validate: interface names that cannot be printed") {
+  CaptureSpec s;
+  s.exclude_interfaces = {"et\xff"};
+  check_invalid(s, {"excludeInterfaces", "et\\xff", "not ASCII"});
+  CHECK(nlohmann::json(validate(s).error().message).dump().size() > 0);
+  s.exclude_interfaces = {"a\"b"};
+  check_invalid(s, {"excludeInterfaces", "a\\x22b", "quote"});
+  s = {};
+  s.kube_virt_interfaces = {"a'b"};
+  check_invalid(s, {"kubeVirtInterfaces", "a\\x27b"});
+  s.kube_virt_interfaces = {"tab\x01"};
+  check_invalid(s, {"kubeVirtInterfaces", "tab\\x01", "control"});
+  s.kube_virt_interfaces = {"del\x7f"};
+  check_invalid(s, {"kubeVirtInterfaces", "del\\x7f"});
+  s.kube_virt_interfaces = {"eth0.100", "veth-a_b@1"};
+  CHECK(validate(s).ok());
+  CHECK(message_of(parse_interface_list("excludeInterfaces", "eth0,a\"b")).find("excludeInterfaces") !=
+        std::string::npos);
+}
+
 TEST_CASE("validate: tproxy mark and table") {
   CaptureSpec s;
   s.tproxy_mark = 0;

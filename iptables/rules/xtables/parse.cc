@@ -110,6 +110,12 @@ bool is_known_target_extension(const std::string& name) {
   return kTargets.count(name) != 0;
 }
 
+// A name iptables-save prints as one word: not empty, no whitespace, quote
+// or backslash. Anything else could not be printed back as it was read.
+bool is_plain_name(const std::string& name) {
+  return !name.empty() && name.find_first_of(" \t\n\r\v\f\"'\\") == std::string::npos;
+}
+
 // Reads one rule's tokens into a Rule.
 class RuleParser {
  public:
@@ -319,6 +325,7 @@ class RuleParser {
     auto name = value("-m");
     if (!name) return name.error();
     const std::string& m = *name;
+    if (!is_plain_name(m)) return parse_error("-m \"" + m + "\": not a match name");
     if (m == "tcp" || m == "udp") return port_match(m);
     if (m == "multiport") return multiport();
     if (m == "owner") return owner();
@@ -343,6 +350,7 @@ class RuleParser {
     auto name = value("-j");
     if (!name) return name.error();
     const std::string& n = *name;
+    if (!is_plain_name(n)) return parse_error("-j \"" + n + "\": not a chain or target name");
     if (n == "ACCEPT") r_.target = Verdict{Verdict::Accept};
     else if (n == "DROP") r_.target = Verdict{Verdict::Drop};
     else if (n == "RETURN") r_.target = Verdict{Verdict::Return};
@@ -352,15 +360,17 @@ class RuleParser {
     else if (n == "CONNMARK") return connmark();
     else if (n == "CT") return ct();
     else if (is_weir_chain(n)) r_.target = Jump{n};
-    else if (is_known_target_extension(n) || at_module_option()) {
+    else if (is_known_target_extension(n)) {
       r_.target = UnknownTarget{n};
       while (i_ < t_.size() && !is_base_option(t_[i_])) ++i_;  // its options
       return {};
     } else {
       r_.target = Jump{n};
     }
+    // A jump to a chain takes no options; a target extension weir does not
+    // know would be printed back without them, as a jump (fuzz finding 4).
     if (i_ < t_.size() && t_[i_].rfind("--", 0) == 0 && !is_base_option(t_[i_])) {
-      return parse_error("-j " + n + ": unexpected option \"" + t_[i_] + "\"");
+      return parse_error("-j " + n + ": unexpected option \"" + t_[i_] + "\" (not a chain, and not a target extension weir knows)");
     }
     return {};
   }
@@ -542,6 +552,7 @@ Result<Ruleset> parse_ruleset(const std::string& text, Family f, ParseOptions op
 
     if (line[0] == '*') {
       if (table) return fail("table \"" + line.substr(1) + "\" starts before COMMIT of \"" + table->name + "\"");
+      if (!is_plain_name(line.substr(1))) return fail("\"" + line + "\": not a table name");
       table = Table{line.substr(1), {}};
       continue;
     }
@@ -559,7 +570,10 @@ Result<Ruleset> parse_ruleset(const std::string& text, Family f, ParseOptions op
       if (name.empty()) return fail("chain line without a name");
       const bool builtin = is_builtin_chain(table->name, name);
       // Built-ins are added when weir's jump in them is found (only_weir).
-      if (!opts.only_weir || (!builtin && is_weir_chain(name))) chain_in(*table, name);
+      if (!opts.only_weir || (!builtin && is_weir_chain(name))) {
+        if (!is_plain_name(name)) return fail("\"" + name + "\": not a chain name");
+        chain_in(*table, name);
+      }
       continue;
     }
 
@@ -579,9 +593,11 @@ Result<Ruleset> parse_ruleset(const std::string& text, Family f, ParseOptions op
     rest = rest.substr(rest.find(' ') + 1);
     const auto space = rest.find(' ');
     const std::string chain = rest.substr(0, space);
+    if (chain.empty()) return fail("\"" + line + "\": -A without a chain name");
     const std::string args = space == std::string::npos ? "" : rest.substr(space + 1);
     const bool builtin = is_builtin_chain(table->name, chain);
     if (opts.only_weir && !builtin && !is_weir_chain(chain)) continue;  // a foreign chain
+    if (!is_plain_name(chain)) return fail("\"" + chain + "\": not a chain name");
 
     auto rule = parse_rule_args(args, f);
     if (!rule) {
