@@ -529,6 +529,24 @@ TEST_CASE("foreign: Istio's and Linkerd's legacy chains are reported by apply an
   CHECK(ns.save(Family::V6) == v6);
 }
 
+TEST_CASE("foreign: what looking for other tools' legacy chains costs an apply (information only)") {
+  REQUIRE_ROOT();
+  TestNs ns;
+  REQUIRE(apply(ns.target(), tproxy_spec()).ok());  // nat, mangle and raw in use, both families
+  inside(ns, [&] {
+    IptcFilter filter;
+    std::vector<double> us;
+    for (int i = 0; i < 200; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      auto found = filter.foreign_rules();
+      us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+      REQUIRE(found.ok());
+    }
+    std::sort(us.begin(), us.end());
+    MESSAGE("IptcFilter::foreign_rules median: " << us[us.size() / 2] << " us (tables in use opened, 200 calls)");
+  });
+}
+
 TEST_CASE("check: clean after apply, reports a rule deleted by hand") {
   REQUIRE_ROOT();
   TestNs ns;

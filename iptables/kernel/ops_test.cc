@@ -513,7 +513,7 @@ TEST_CASE("ops clean: weir's rules go, other tools' stay and are named when aske
   CHECK(k.iptc.state.empty());
   REQUIRE(remaining.size() == 2);
   CHECK(remaining[0] ==
-        "Istio's table inet istio-proxy-nat in nftables remain: another capture tool's rules, which weir does not "
+        "Istio's table inet istio-proxy-nat in nftables remains: another capture tool's rules, which weir does not "
         "remove; that tool may still capture the traffic (netns /proc/self/ns/net)");
   CHECK(remaining[1].find("Istio's ISTIO_INBOUND, ISTIO_OUTPUT in legacy iptables nat remain") == 0);
   CHECK(k.nft.foreign == std::vector<ForeignRules>{kIstioNative});

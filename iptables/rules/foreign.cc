@@ -83,8 +83,9 @@ std::string describe(const ForeignRules& f) {
 }
 
 std::string describe_remaining(const ForeignRules& f) {
-  return whose(f) + " remain: another capture tool's rules, which weir does not remove; that tool may still "
-                    "capture the traffic";
+  const bool one = f.chains.size() <= 1;  // a table, or one chain
+  return whose(f) + (one ? " remains" : " remain") +
+         ": another capture tool's rules, which weir does not remove; that tool may still capture the traffic";
 }
 
 }  // namespace weir

@@ -41,9 +41,9 @@ std::vector<ForeignRules> foreign_chains(const std::string& backend, const std::
 // leaves them, but traffic may be captured twice".
 std::string describe(const ForeignRules& f);
 
-// The same after weir removed its own rules (clean): "Istio's ISTIO_INBOUND
-// in legacy iptables nat remain: another capture tool's rules, which weir
-// does not remove; that tool may still capture the traffic".
+// The same after weir removed its own rules (clean): "Istio's ISTIO_INBOUND,
+// ISTIO_OUTPUT in legacy iptables nat remain: another capture tool's rules,
+// which weir does not remove; that tool may still capture the traffic".
 std::string describe_remaining(const ForeignRules& f);
 
 }  // namespace weir

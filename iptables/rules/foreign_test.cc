@@ -57,9 +57,11 @@ TEST_CASE("foreign: the message names the tool, the backend, the table and the c
 namespace weir {
 
 TEST_CASE("foreign: after clean, the message says the other tool's rules remain") {
-  CHECK(describe_remaining(ForeignRules{"Linkerd", "legacy iptables", "nat", {"PROXY_INIT_OUTPUT"}}) ==
-        "Linkerd's PROXY_INIT_OUTPUT in legacy iptables nat remain: another capture tool's rules, which weir does "
-        "not remove; that tool may still capture the traffic");
+  CHECK(describe_remaining(ForeignRules{"Linkerd", "legacy iptables", "nat", {"PROXY_INIT_OUTPUT", "PROXY_INIT_REDIRECT"}}) ==
+        "Linkerd's PROXY_INIT_OUTPUT, PROXY_INIT_REDIRECT in legacy iptables nat remain: another capture tool's "
+        "rules, which weir does not remove; that tool may still capture the traffic");
+  CHECK(describe_remaining(ForeignRules{"Istio", "nftables", "inet istio-proxy-nat", {}}).find(
+            "Istio's table inet istio-proxy-nat in nftables remains: ") == 0);
 }
 
 }  // namespace weir

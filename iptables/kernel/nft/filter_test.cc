@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -442,6 +443,32 @@ TEST_CASE("nft filter: other capture tools' tables and iptables-nft chains are n
   };
   CHECK(sorted(*found) == sorted(want));
   CHECK(ns.ruleset() == before);  // looking changed nothing
+}
+
+TEST_CASE("nft filter: what looking for other tools' rules costs an apply (information only)") {
+  REQUIRE_ROOT();
+  auto filter = make_nft_filter();
+  TestNs ns;
+  auto g = ns.enter();
+  REQUIRE(filter->apply(capture_policy(CaptureSpec{}), kBoth).ok());
+  auto time_it = [&] {
+    std::vector<double> us;
+    for (int i = 0; i < 200; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      auto found = filter->foreign_rules();
+      us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+      REQUIRE(found.ok());
+    }
+    std::sort(us.begin(), us.end());
+    return us[us.size() / 2];
+  };
+  const double alone = time_it();
+  // With an iptables-nft nat table beside weir's: one more dump (chains).
+  REQUIRE(sh(ns.exec("nft add table ip nat")).code == 0);
+  REQUIRE(sh(ns.exec("nft add chain ip nat ISTIO_OUTPUT")).code == 0);
+  const double beside = time_it();
+  MESSAGE("foreign_rules median: " << alone << " us with only weir's table, " << beside
+                                   << " us beside an ip nat table (200 calls each)");
 }
 
 TEST_CASE("nft filter: a batch the kernel refuses leaves the namespace as it was") {
