@@ -369,8 +369,10 @@ def istio_cases(net):
         C = f"istio {flag} -n"
         before = net.rules()
         cp = net.run(ISTIO_INJECTOR + [flag, "-n"])
-        if "*nat" not in cp.stdout or net.rules() != before:
-            fail(f"[{C}] wanted a printed plan and no change")
+        # --native-nftables selects the nftables backend: its dry run prints the nft form.
+        plan_mark = "table inet weir {" if flag == "--native-nftables" else "*nat"
+        if plan_mark not in cp.stdout or net.rules() != before:
+            fail(f"[{C}] wanted a printed plan ({plan_mark}) and no change")
     C = "istio --force-apply / --native-nftables log lines"
     cp = net.run(ISTIO_INJECTOR + ["--force-apply", "--native-nftables", "-n"])
     if not re.search(r" info weir-init: --force-apply .*changes nothing: weir always reconciles", cp.stderr):
