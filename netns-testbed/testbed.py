@@ -46,6 +46,8 @@ API (all timeouts bounded; every call raises TestbedError on failure unless said
         tb.weir_rules(a)                  # weir's rules in that backend's form, normalized
         tb.weir_leftovers(a, "iptables")  # "" when nothing of weir's is in that backend
         tb.nft_weir_rules(a)              # rules of table inet weir (nft --json), [] without it
+        tb.delete_weir_rule(a, 4, "WEIR_OUTPUT", 1)   # drift made by hand, in the backend in use
+        tb.flush_weir_chain(a, 6, "WEIR_OUTPUT")
         proc.stop()                       # also done by tb.close()/the with-block
     # leaving the with-block (or tb.close(), atexit, SIGINT/SIGTERM) kills every process
     # the testbed started, runs nothing else, and deletes its namespaces and temp dir.
@@ -803,6 +805,38 @@ class Testbed:
         if backend == "nftables":
             return self.weir_rules(where, "nftables")
         return "\n".join(ln for ln in self.weir_rules(where, "iptables").splitlines() if "WEIR_" in ln)
+
+    @staticmethod
+    def nft_chain(family: int, chain: str, table: str = "nat") -> str:
+        """The name weir's nftables backend gives xtables chain `chain` of
+        `table` for IPv4 or IPv6 (WEIR_OUTPUT of nat, IPv6: ip6_nat_WEIR_OUTPUT)."""
+        return f"{'ip' if family == 4 else 'ip6'}_{table}_{chain}"
+
+    def delete_weir_rule(self, where, family: int, chain: str = "WEIR_OUTPUT", index: int = 1,
+                         table: str = "nat", backend: str | None = None) -> None:
+        """Deletes weir's rule number `index` (from 1) of `chain` behind weir's
+        back, as an admin would: `iptables-legacy -D` or `nft delete rule`."""
+        backend = backend or backend_in_use()
+        if backend == "iptables":
+            tool = "iptables-legacy" if family == 4 else "ip6tables-legacy"
+            self.exec(where, [tool, "-t", table, "-D", chain, str(index)], check=True)
+            return
+        name = self.nft_chain(family, chain, table)
+        rules = [r for r in self.nft_weir_rules(where) if r["chain"] == name]
+        if len(rules) < index:
+            raise TestbedError(f"table inet weir chain {name} has {len(rules)} rules, not {index}")
+        self.exec(where, ["nft", "delete", "rule", "inet", "weir", name, "handle", str(rules[index - 1]["handle"])],
+                  check=True)
+
+    def flush_weir_chain(self, where, family: int, chain: str = "WEIR_OUTPUT", table: str = "nat",
+                         backend: str | None = None) -> None:
+        """Empties one of weir's chains behind weir's back (-F, or nft flush chain)."""
+        backend = backend or backend_in_use()
+        if backend == "iptables":
+            tool = "iptables-legacy" if family == 4 else "ip6tables-legacy"
+            self.exec(where, [tool, "-t", table, "-F", chain], check=True)
+            return
+        self.exec(where, ["nft", "flush", "chain", "inet", "weir", self.nft_chain(family, chain, table)], check=True)
 
     def weir_installed(self, where, backend: str | None = None) -> bool:
         """Whether weir's rules are in `backend` (default: the one in use)."""
