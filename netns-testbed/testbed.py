@@ -838,6 +838,17 @@ class Testbed:
             return
         self.exec(where, ["nft", "flush", "chain", "inet", "weir", self.nft_chain(family, chain, table)], check=True)
 
+    def weir_base_jumps(self, where, family: int, builtin: str, backend: str | None = None) -> list:
+        """weir's jumps from the nat base chain `builtin` (PREROUTING or OUTPUT)
+        for one family: iptables-legacy-save lines, or rules of table inet weir."""
+        backend = backend or backend_in_use()
+        if backend == "iptables":
+            return [ln for ln in self.iptables_save(where, family).splitlines()
+                    if ln.startswith(f"-A {builtin} ") and "-j WEIR_" in ln]
+        prefix = self.nft_chain(family, "WEIR_")
+        return [r for r in self.nft_weir_rules(where) if r["chain"] == f"nat_{builtin.lower()}"
+                and any(e.get("jump", {}).get("target", "").startswith(prefix) for e in r["expr"])]
+
     def weir_installed(self, where, backend: str | None = None) -> bool:
         """Whether weir's rules are in `backend` (default: the one in use)."""
         return self.weir_leftovers(where, backend or backend_in_use()) != ""

@@ -40,16 +40,6 @@ def normalized_save(tb, pod, family):
     return "\n".join(lines)
 
 
-def base_jumps(tb, pod, family, builtin):
-    """weir's jumps from the nat base chain `builtin` (PREROUTING or OUTPUT) for one family."""
-    if BACKEND == "iptables":
-        return [ln for ln in normalized_save(tb, pod, family).splitlines()
-                if ln.startswith(f"-A {builtin} ") and "-j WEIR_" in ln]
-    prefix = tb.nft_chain(family, "WEIR_")
-    return [r for r in tb.nft_weir_rules(pod) if r["chain"] == f"nat_{builtin.lower()}"
-            and any(e.get("jump", {}).get("target", "").startswith(prefix) for e in r["expr"])]
-
-
 def expect_captured(tb, desc, src, to, *, port, orig, uid=None, gid=None):
     r = tb.connect(src, to, uid=uid, gid=gid)
     check(f"{desc}: lands on {port}, original destination {orig}",
@@ -135,7 +125,7 @@ def main():
             check(f"IPv{fam}: apply twice leaves the same rules as once (iptables-legacy-save)", after == before[fam],
                   f"once:\n{before[fam]}\ntwice:\n{after}")
             for builtin in ("PREROUTING", "OUTPUT"):
-                jumps = base_jumps(tb, app, fam, builtin)
+                jumps = tb.weir_base_jumps(app, fam, builtin)
                 check(f"IPv{fam}: exactly one jump from nat {builtin} after two applies ({BACKEND})", len(jumps) == 1,
                       tb.weir_rules(app))
         after_nft = tb.weir_rules(app, "nftables")
