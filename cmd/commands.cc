@@ -231,9 +231,15 @@ class ShowCommand : public Subcommand {
       return kExitOk;
     }
     if (!output_.json()) std::cout << "# weir: rules read from the " << live->backend << " backend\n";
-    if (live->backend == std::string("nftables") && !output_.json()) {
-      // As `nft list table inet weir` shows it, with each rule's counter.
-      std::cout << nft::render_text(live->live, nft::TextOptions{.counters = true, .listing = true});
+    if (live->backend == std::string("nftables")) {
+      // As `nft list table inet weir` (or `nft --json list ...`) shows it,
+      // with each rule's counter.
+      const nft::TextOptions listing{.counters = true, .listing = true};
+      if (output_.json())
+        std::cout << nft::render_json(live->live, listing).dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
+                  << '\n';
+      else
+        std::cout << nft::render_text(live->live, listing);
       return kExitOk;
     }
     print_plan(live->rules, output_, RenderOptions{.counters = true});

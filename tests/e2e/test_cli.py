@@ -352,16 +352,27 @@ def test_apply_check_show_clean(ns):
               r.returncode == 0 and "WEIR_OUTPUT" in r.stdout and re.search(r"^\[\d+:\d+\] -A ", r.stdout, re.M)
               and "198.18.9.9" not in r.stdout, show(r))
     else:
-        # The text form is the nft listing, whose counters carry no figures.
-        check("show by pid:N: weir's rules, read from the nftables backend",
+        # The text form is the nft listing, each rule's counter with its figures.
+        check("show by pid:N: weir's rules with counters, read from the nftables backend",
               r.returncode == 0 and "rules read from the nftables backend" in r.stdout
-              and "chain ip_nat_WEIR_OUTPUT" in r.stdout and "198.18.9.9" not in r.stdout, show(r))
+              and "chain ip_nat_WEIR_OUTPUT" in r.stdout and "198.18.9.9" not in r.stdout
+              and re.search(r"counter packets \d+ bytes \d+ ", r.stdout), show(r))
     r = weir("show", "--netns", ns, "-o", "json")
     try:
         ok = r.returncode == 0 and "WEIR_OUTPUT" in json.dumps(json.loads(r.stdout))
     except json.JSONDecodeError:
         ok = False
     check("show --output json parses", ok, show(r))
+    if BACKEND == "nftables":
+        try:
+            objs = json.loads(r.stdout)["nftables"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            objs = []
+        rules = [o["rule"] for o in objs if "rule" in o]
+        counters = [e["counter"] for ru in rules for e in ru.get("expr", []) if "counter" in e]
+        check("show --output json (nftables): the listing's objects, every rule's counter with its figures",
+              rules and len(counters) == len(rules) and all("packets" in (c or {}) for c in counters)
+              and not any("add" in o for o in objs) and "routes" in json.loads(r.stdout), show(r))
 
     r, j = explain_json("--netns", ns, "--direction", "outbound", "--dst", "198.18.7.7", "--dport", "80")
     check("explain on live rules", verdict(j) == ("redirected", 15001) and ns in j.get("rules", ""), show(r))

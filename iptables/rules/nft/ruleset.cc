@@ -166,7 +166,7 @@ json iface_json(const IfaceMatch& m) {
   return name;
 }
 
-json step_json(const Step& s, Family f, Stage stage, bool base) {
+json step_json(const Step& s, Family f, Stage stage, bool base, bool counters) {
   (void)stage;
   const Match& m = s.match;
   json expr = json::array();
@@ -205,7 +205,8 @@ json step_json(const Step& s, Family f, Stage stage, bool base) {
   };
   if (m.mark) mark_json(meta("mark"), *m.mark);
   if (m.connmark) mark_json(ct("mark"), *m.connmark);
-  expr.push_back(json{{"counter", nullptr}});
+  expr.push_back(counters ? json{{"counter", {{"packets", s.counters.packets}, {"bytes", s.counters.bytes}}}}
+                          : json{{"counter", nullptr}});
   auto set_mark = [&](uint32_t value, uint32_t mask) {
     json v = mask == 0xffffffff ? json(value) : json{{"^", {json{{"&", {meta("mark"), ~mask}}}, value}}};
     expr.push_back(json{{"mangle", {{"key", meta("mark")}, {"value", v}}}});
@@ -545,33 +546,39 @@ std::string render_text(const CapturePolicy& input, const TextOptions& opts) {
   return out;
 }
 
-nlohmann::json render_json(const CapturePolicy& input) {
+nlohmann::json render_json(const CapturePolicy& input, const TextOptions& opts) {
   const CapturePolicy p = canonical(input);
   json cmds = json::array();
   cmds.push_back(json{{"metainfo", {{"json_schema_version", 1}}}});
+  // A transaction wraps each object in "add" (and replaces the table first);
+  // a listing is the bare objects, as `nft --json list table inet weir`.
+  auto object = [&](const char* kind, json o) {
+    cmds.push_back(opts.listing ? json{{kind, std::move(o)}} : json{{"add", {{kind, std::move(o)}}}});
+  };
   const json table = {{"family", "inet"}, {"name", kTable}};
-  cmds.push_back(json{{"add", {{"table", table}}}});
-  cmds.push_back(json{{"delete", {{"table", table}}}});
-  cmds.push_back(json{{"add", {{"table", table}}}});
+  if (opts.listing) {
+    object("table", table);
+  } else {
+    cmds.push_back(json{{"add", {{"table", table}}}});
+    cmds.push_back(json{{"delete", {{"table", table}}}});
+    cmds.push_back(json{{"add", {{"table", table}}}});
+  }
   for (const BaseChain& b : base_chains(p))
-    cmds.push_back(json{{"add",
-                         {{"chain",
-                           {{"family", "inet"},
-                            {"table", kTable},
-                            {"name", base_chain_name(b.stage, b.hook)},
-                            {"type", chain_type(b.stage, b.hook)},
-                            {"hook", hook_name(b.hook)},
-                            {"prio", stage_priority(b.stage)},
-                            {"policy", "accept"}}}}}});
+    object("chain", {{"family", "inet"},
+                     {"table", kTable},
+                     {"name", base_chain_name(b.stage, b.hook)},
+                     {"type", chain_type(b.stage, b.hook)},
+                     {"hook", hook_name(b.hook)},
+                     {"prio", stage_priority(b.stage)},
+                     {"policy", "accept"}});
   each_chain(p, [&](Family f, Stage stage, const PolicyChain& c) {
-    if (!c.hook)
-      cmds.push_back(json{{"add", {{"chain", {{"family", "inet"}, {"table", kTable}, {"name", chain_name(f, stage, c.name)}}}}}});
+    if (!c.hook) object("chain", {{"family", "inet"}, {"table", kTable}, {"name", chain_name(f, stage, c.name)}});
   });
   auto rule = [&](const std::string& chain, const Step& s, Family f, Stage stage, bool base) {
-    json r = {{"family", "inet"}, {"table", kTable}, {"chain", chain}, {"expr", step_json(s, f, stage, base)}};
+    json r = {{"family", "inet"}, {"table", kTable}, {"chain", chain}, {"expr", step_json(s, f, stage, base, opts.counters)}};
     const std::string comment = comment_text(s);
     if (!comment.empty()) r["comment"] = comment;
-    cmds.push_back(json{{"add", {{"rule", r}}}});
+    object("rule", std::move(r));
   };
   for (const BaseChain& b : base_chains(p))
     for (const FamilyPolicy& fp : p.families)
@@ -583,7 +590,19 @@ nlohmann::json render_json(const CapturePolicy& input) {
     if (!c.hook)
       for (const Step& s : c.steps) rule(chain_name(f, stage, c.name), s, f, stage, false);
   });
-  return json{{"nftables", cmds}};
+  json out = {{"nftables", std::move(cmds)}};
+  if (opts.listing) {
+    // What is not nf_tables' (the text form's "# weir:" lines), beside it.
+    json routes = json::array();
+    for (const PolicyRoute& r : p.routes)
+      routes.push_back(json{{"family", to_string(r.family)},
+                            {"fwmark", r.fwmark},
+                            {"table", r.table},
+                            {"localRoute", r.family == Family::V4 ? "0.0.0.0/0" : "::/0"},
+                            {"device", "lo"}});
+    out["routes"] = std::move(routes);
+  }
+  return out;
 }
 
 }  // namespace weir::nft

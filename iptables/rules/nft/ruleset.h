@@ -116,7 +116,11 @@ std::string step_text(const Step& step, Family f, Stage stage, bool base, bool c
 // accepted by `nft -f` (a listing adds to a table rather than replacing it).
 std::string render_text(const CapturePolicy& policy, const TextOptions& opts = {});
 
-// The same transaction in nft's JSON syntax (`nft -j -f`).
-nlohmann::json render_json(const CapturePolicy& policy);
+// The same transaction in nft's JSON syntax (`nft -j -f`). With
+// opts.listing, the table's objects as `nft --json list table inet weir`
+// prints them (no add/delete commands), plus a "routes" member beside
+// "nftables" for the policy routes; opts.counters gives each rule's counter
+// its values ({"counter": {"packets": N, "bytes": M}}).
+nlohmann::json render_json(const CapturePolicy& policy, const TextOptions& opts = {});
 
 }  // namespace weir::nft

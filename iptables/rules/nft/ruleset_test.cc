@@ -121,6 +121,32 @@ TEST_CASE("nft: every spec of the matrix passes check, and canonical is idempote
   }
 }
 
+TEST_CASE("nft: the JSON listing (weir show) has bare objects and each rule's counter figures") {
+  CapturePolicy p = capture_policy(CaptureSpec{});
+  for (FamilyPolicy& fp : p.families)
+    for (StagePolicy& sp : fp.stages)
+      for (PolicyChain& c : sp.chains)
+        for (Step& s : c.steps) s.counters = Counters{7, 420};
+  const nlohmann::json listing = render_json(p, TextOptions{.counters = true, .listing = true});
+  const nlohmann::json plan = render_json(p);
+  size_t rules = 0, with_figures = 0, commands = 0;
+  for (const auto& o : listing["nftables"]) {
+    if (o.contains("add") || o.contains("delete")) ++commands;
+    if (!o.contains("rule")) continue;
+    ++rules;
+    for (const auto& e : o["rule"]["expr"])
+      if (e.contains("counter") && e["counter"].is_object() && e["counter"]["packets"] == 7 && e["counter"]["bytes"] == 420)
+        ++with_figures;
+  }
+  CHECK(commands == 0);
+  CHECK(rules > 0);
+  CHECK(with_figures == rules);
+  CHECK(listing.contains("routes"));
+  // The transaction (weir plan) keeps plain counters and its add/delete commands.
+  CHECK_FALSE(has(plan.dump(), "\"packets\""));
+  CHECK(has(plan.dump(), "\"delete\""));
+}
+
 TEST_CASE("nft: a port set of any size is one rule") {
   CapturePolicy p;
   Step capture;
