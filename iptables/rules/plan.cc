@@ -173,7 +173,8 @@ StagePolicy nat_stage(const CaptureSpec& s, Family f) {
       r.match.in = iface(name);
       r.match.proto = Proto::Tcp;
       inbound.push_back(std::move(r));
-    } else if (auto r = outbound_include(s, f, kv + "TCP", " (kubeVirtExcludes ignore: outbound excludes do not apply)")) {
+    } else if (auto r = outbound_include(s, f, "kube-virt interface " + name + " (kubeVirtExcludes ignore): TCP",
+                                         ", outbound excludes do not apply")) {
       // Straight to the redirect, past WEIR_OUTBOUND's excludes.
       r->match.in = iface(name);
       inbound.push_back(std::move(*r));

@@ -325,7 +325,9 @@ TEST_CASE("kube-virt interfaces: explain names the rule that decided, in either 
   e = explain(capture_policy(s), k);
   CHECK(e.verdict.kind == ExplainVerdict::Redirected);
   CHECK(e.verdict.port == 15001);
-  CHECK_MESSAGE(matched(e, "WEIR_INBOUND", "kubeVirtExcludes ignore: outbound excludes do not apply"),
+  CHECK_MESSAGE(matched(e, "WEIR_INBOUND",
+                        "kube-virt interface vif0 (kubeVirtExcludes ignore): TCP goes to the proxy outbound port, "
+                        "outbound excludes do not apply"),
                 render_explanation(e));
   CHECK_FALSE(matched(e, "WEIR_OUTBOUND", "is not captured"));
 }
