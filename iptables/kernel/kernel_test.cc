@@ -485,6 +485,68 @@ TEST_CASE("clean: removes weir's rules only; succeeds on an empty namespace") {
   CHECK(clean(ns.target()).ok());
 }
 
+TEST_CASE("foreign: Istio's and Linkerd's legacy chains are reported by apply and check, and stay through clean") {
+  REQUIRE_ROOT();
+  TestNs ns;
+  {
+    auto ns_fd = Netns::open(ns.path());
+    REQUIRE(ns_fd.ok());
+    auto g = NetnsGuard::enter(*ns_fd);
+    REQUIRE(g.ok());
+    // Before any table is used, looking creates none.
+    auto none = IptcFilter().foreign_rules();
+    REQUIRE(none.ok());
+    CHECK(none->empty());
+  }
+  CHECK(ns.save().empty());
+  REQUIRE(sh(ns.exec("iptables-legacy -t nat -N ISTIO_INBOUND")).code == 0);
+  REQUIRE(sh(ns.exec("iptables-legacy -t nat -N ISTIO_REDIRECT")).code == 0);
+  REQUIRE(sh(ns.exec("iptables-legacy -t nat -A ISTIO_REDIRECT -p tcp -j REDIRECT --to-ports 15001")).code == 0);
+  REQUIRE(sh(ns.exec("iptables-legacy -t nat -A OUTPUT -p tcp -j ISTIO_REDIRECT")).code == 0);
+  REQUIRE(sh(ns.exec("iptables-legacy -t nat -N PROXY_INIT_OUTPUT")).code == 0);
+  REQUIRE(sh(ns.exec("ip6tables-legacy -t mangle -N ISTIO_PRERT")).code == 0);
+  REQUIRE(sh(ns.exec("iptables-legacy -t filter -N ISTIO_FILTERED")).code == 0);  // filter: not looked at
+  ns.touch_tables();
+  const std::string v4 = ns.save(), v6 = ns.save(Family::V6);
+  auto rep = apply(ns.target(), CaptureSpec{});
+  REQUIRE_MESSAGE(rep.ok(), rep.error().message);
+  CHECK(rep->foreign == std::vector<ForeignRules>{{"Istio", "legacy iptables", "nat", {"ISTIO_INBOUND", "ISTIO_REDIRECT"}},
+                                                  {"Linkerd", "legacy iptables", "nat", {"PROXY_INIT_OUTPUT"}},
+                                                  {"Istio", "legacy ip6tables", "mangle", {"ISTIO_PRERT"}}});
+  bool warned = false;
+  for (const auto& w : rep->warnings)
+    warned |= w.rfind("Istio's ISTIO_INBOUND, ISTIO_REDIRECT in legacy iptables nat: another capture tool's rules", 0) == 0;
+  CHECK(warned);
+  auto chk = check(ns.target(), CaptureSpec{});
+  REQUIRE(chk.ok());
+  CHECK(chk->diff.empty());
+  CHECK(chk->foreign == rep->foreign);
+  CHECK_FALSE(chk->in_sync());
+  std::vector<std::string> remaining;
+  REQUIRE(clean(ns.target(), &remaining).ok());
+  CHECK(remaining.size() == 3);
+  CHECK(ns.save() == v4);  // byte for byte, counters included (no packet went through)
+  CHECK(ns.save(Family::V6) == v6);
+}
+
+TEST_CASE("foreign: what looking for other tools' legacy chains costs an apply (information only)") {
+  REQUIRE_ROOT();
+  TestNs ns;
+  REQUIRE(apply(ns.target(), tproxy_spec()).ok());  // nat, mangle and raw in use, both families
+  inside(ns, [&] {
+    IptcFilter filter;
+    std::vector<double> us;
+    for (int i = 0; i < 200; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      auto found = filter.foreign_rules();
+      us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+      REQUIRE(found.ok());
+    }
+    std::sort(us.begin(), us.end());
+    MESSAGE("IptcFilter::foreign_rules median: " << us[us.size() / 2] << " us (tables in use opened, 200 calls)");
+  });
+}
+
 TEST_CASE("check: clean after apply, reports a rule deleted by hand") {
   REQUIRE_ROOT();
   TestNs ns;

@@ -323,6 +323,31 @@ int install_rank(const std::string& table) {
   return 3;
 }
 
+// Other capture tools' chains in one family's nat, mangle and raw tables:
+// chain names only. Only tables the namespace has instantiated are opened
+// (opening one creates it), and none when the family's module is not loaded.
+template <typename T>
+Status foreign_chains_in(std::vector<ForeignRules>& out) {
+  bool loaded = true;
+  const std::vector<std::string> in_use = tables_in_use<T>(&loaded);
+  if (!loaded) return {};
+  for (const char* name : {"nat", "mangle", "raw"}) {
+    if (std::find(in_use.begin(), in_use.end(), name) == in_use.end()) continue;
+    HandlePtr h = open_handle<T>(name);
+    if (!h) {
+      int err = errno;
+      if (table_missing(err) || family_missing(err)) continue;
+      return Error{ErrorKind::Kernel, "list the chains of the " + where(T::family, name) + ": " + T::strerror(err), err};
+    }
+    std::vector<std::string> chains;
+    for (const char* c = T::first_chain(h.get()); c; c = T::next_chain(h.get())) chains.emplace_back(c);
+    for (ForeignRules& f :
+         foreign_chains(T::family == Family::V4 ? "legacy iptables" : "legacy ip6tables", name, chains))
+      out.push_back(std::move(f));
+  }
+  return {};
+}
+
 RulePlan restrict_rules(RulePlan p, const std::vector<Family>& fams) {
   auto drop = [&](Family f) { return !contains_family(fams, f); };
   std::erase_if(p.rulesets, [&](const Ruleset& rs) { return drop(rs.family); });
@@ -609,6 +634,13 @@ Result<CapturePolicy> IptcFilter::read(const std::vector<Family>& families) {
 }
 
 CapturePolicy IptcFilter::canonical(const CapturePolicy& policy) const { return xtables::canonical(policy); }
+
+Result<std::vector<ForeignRules>> IptcFilter::foreign_rules() {
+  std::vector<ForeignRules> out;
+  if (Status s = foreign_chains_in<V4>(out); !s) return s.error();
+  if (Status s = foreign_chains_in<V6>(out); !s) return s.error();
+  return out;
+}
 
 namespace {
 

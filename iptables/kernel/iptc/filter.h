@@ -50,6 +50,9 @@ class IptcFilter final : public PacketFilter {
   Result<CapturePolicy> apply(const CapturePolicy& policy, const std::vector<Family>& scope) override;
   Result<CapturePolicy> read(const std::vector<Family>& families) override;
   CapturePolicy canonical(const CapturePolicy& policy) const override;
+  // Istio's, Linkerd's (...) chains in the nat, mangle and raw tables of
+  // both families: libiptc's chain names, in the tables this namespace has.
+  Result<std::vector<ForeignRules>> foreign_rules() override;
 
   // The xtables form: what apply() installs for `wanted` (nothing else
   // changes; routes are ignored), and what read() raises. For tests and the

@@ -430,7 +430,6 @@ CapturePolicy canonical(const CapturePolicy& policy) {
         for (const Step& s : c.steps) {
           Step n = s;
           n.reason = comment_text(s);
-          n.counters = {};
           Match& m = n.match;
           if (m.src) m.src->cidrs = cidrs_of(key_ranges(m.src->cidrs, f), f);
           if (m.dst) m.dst->cidrs = cidrs_of(key_ranges(m.dst->cidrs, f), f);
@@ -456,7 +455,7 @@ CapturePolicy canonical(const CapturePolicy& policy) {
   return out;
 }
 
-std::string step_text(const Step& s, Family f, Stage stage, bool base) {
+std::string step_text(const Step& s, Family f, Stage stage, bool base, bool counters) {
   const Match& m = s.match;
   std::vector<std::string> parts;
   const std::string fam = family_name(f);
@@ -477,7 +476,9 @@ std::string step_text(const Step& s, Family f, Stage stage, bool base) {
   if (m.mark) parts.push_back(mark_text("meta mark", *m.mark));
   if (m.connmark) parts.push_back(mark_text("ct mark", *m.connmark));
   for (const auto& u : m.unknown) parts.push_back("# unknown: " + u);
-  parts.push_back("counter");
+  parts.push_back(counters ? "counter packets " + std::to_string(s.counters.packets) + " bytes " +
+                                 std::to_string(s.counters.bytes)
+                           : "counter");
   std::visit(
       [&](const auto& a) {
         using A = std::decay_t<decltype(a)>;
@@ -507,12 +508,14 @@ std::string step_text(const Step& s, Family f, Stage stage, bool base) {
   return join(parts, " ");
 }
 
-std::string render_text(const CapturePolicy& input) {
+std::string render_text(const CapturePolicy& input, const TextOptions& opts) {
   const CapturePolicy p = canonical(input);
   std::string out;
-  out += "# weir: the capture rules, one transaction for IPv4 and IPv6 (nft -f)\n";
-  out += std::string("add table inet ") + kTable + "\n";
-  out += std::string("delete table inet ") + kTable + "\n";
+  if (!opts.listing) {
+    out += "# weir: the capture rules, one transaction for IPv4 and IPv6 (nft -f)\n";
+    out += std::string("add table inet ") + kTable + "\n";
+    out += std::string("delete table inet ") + kTable + "\n";
+  }
   out += std::string("table inet ") + kTable + " {\n";
   for (const BaseChain& b : base_chains(p)) {
     out += "\tchain " + base_chain_name(b.stage, b.hook) + " {\n";
@@ -522,16 +525,23 @@ std::string render_text(const CapturePolicy& input) {
       if (const StagePolicy* sp = fp.find(b.stage))
         for (const PolicyChain& c : sp->chains)
           if (c.hook == b.hook)
-            for (const Step& s : c.steps) out += "\t\t" + step_text(s, fp.family, b.stage, true) + "\n";
+            for (const Step& s : c.steps)
+              out += "\t\t" + step_text(s, fp.family, b.stage, true, opts.counters) + "\n";
     out += "\t}\n";
   }
   each_chain(p, [&](Family f, Stage stage, const PolicyChain& c) {
     if (c.hook) return;
     out += "\tchain " + chain_name(f, stage, c.name) + " {\n";
-    for (const Step& s : c.steps) out += "\t\t" + step_text(s, f, stage, false) + "\n";
+    for (const Step& s : c.steps) out += "\t\t" + step_text(s, f, stage, false, opts.counters) + "\n";
     out += "\t}\n";
   });
   out += "}\n";
+  for (const PolicyRoute& r : p.routes)
+    out += std::string("# weir: ") + to_string(r.family) + " policy route: fwmark " + hex(r.fwmark) + " lookup " +
+           std::to_string(r.table) + ", local " + (r.family == Family::V4 ? "0.0.0.0/0" : "::/0") + " dev lo table " +
+           std::to_string(r.table) + "\n";
+  if (p.find(Family::V6))
+    out += "# weir: ipv6 address ::6/128 on lo (the proxy's passthrough source; apply adds it when missing)\n";
   return out;
 }
 
