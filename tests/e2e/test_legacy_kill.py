@@ -19,8 +19,10 @@ classified as absent, spec A or spec B by its weir lines (A and B differ in
 every table: dns.port is in raw's zones and nat's DNS redirect, tproxyMark in
 mangle), and the combination must be one the order allows. Then an apply
 of the round's target repairs and `weir check` passes. Large CIDR lists make
-each commit slow, so that kills land between commits. Bounded: ROUNDS kills
-in at most DEADLINE_S seconds. Exit 77 when not root.
+each commit slow, and the kill delay follows what the kills find (later
+after an untouched state, earlier after a finished run), so that kills land
+between commits. Bounded: ROUNDS kills in at most DEADLINE_S seconds. Exit
+77 when not root.
 """
 
 import json
@@ -195,6 +197,7 @@ def main():
                   ("change", "A", ("apply", "B"), "B"),
                   ("clean", "A", ("clean", None), "absent")]
         counts = {p[0]: {} for p in phases}
+        estimate = {k: v * 0.8 for k, v in durations.items()}
         rounds = 0
         run("clean")
         while rounds < ROUNDS and time.monotonic() - start < DEADLINE_S:
@@ -205,7 +208,10 @@ def main():
             elif phase == "clean":
                 run("apply", "A")
             # (change starts where the apply round's repair left it: on A.)
-            delay = random.uniform(0.15, 1.0) * durations[phase]
+            # Around the estimate of when the commits happen, which follows
+            # what the kills find: later after an untouched state, earlier
+            # after a finished run.
+            delay = random.uniform(0.5, 1.2) * estimate[phase]
             p = subprocess.Popen(argv(op, name), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
             time.sleep(delay)
             p.send_signal(signal.SIGKILL)
@@ -218,6 +224,10 @@ def main():
             else:
                 kind = "half: " + short(state)
             counts[phase][kind] = counts[phase].get(kind, 0) + 1
+            if kind == "untouched":
+                estimate[phase] = min(estimate[phase] * 1.25, durations[phase] * 3)
+            elif kind == "done":
+                estimate[phase] *= 0.8
             if not allowed(state, old, new, backwards=(phase == "clean")):
                 fail(f"[{phase}] killed after {delay * 1000:.1f} ms: a half state the commit order does not allow: "
                      f"{short(state)}")
