@@ -678,12 +678,82 @@ TEST_CASE("apply: a failure in the second commit leaves the namespace exactly as
     CHECK(ns.save(Family::V4) == before4);
     CHECK(ns.save(Family::V6) == before6);
     CHECK(sh("ip -n " + ns.name() + " rule").out == rules);
-    // And one that fails late (fourth commit: the last table of IPv6).
+    // And one that fails late (fourth commit: the last table, IPv4 nat).
     RealKernel late(IptcOptions{4, 10});
     auto rep2 = apply(ns.target(), tproxy_spec(), late.side);
     REQUIRE_FALSE(rep2.ok());
     CHECK(ns.save(Family::V4) == before4);
     CHECK(ns.save(Family::V6) == before6);
+  }
+}
+
+TEST_CASE("apply, spec change and clean: stopped between two commits, the half state is the one the order allows") {
+  // libiptc commits a table at a time; a kill -9 between two commits leaves
+  // the ones before it. The order (filter.cc, commit_order): IPv6 before
+  // IPv4, raw and mangle before nat; clean backwards. So the tables on the
+  // new state are always a prefix of this list.
+  REQUIRE_ROOT();
+  const std::vector<std::pair<Family, std::string>> order{{Family::V6, "raw"}, {Family::V6, "mangle"},
+                                                          {Family::V6, "nat"}, {Family::V4, "raw"},
+                                                          {Family::V4, "mangle"}, {Family::V4, "nat"}};
+  CaptureSpec a;  // a table of each kind in both families
+  a.backend = FilterBackend::Iptables;
+  a.mode = InboundMode::Tproxy;
+  a.dns.capture = true;
+  CaptureSpec b = a;  // differs in every table: raw and nat by the DNS port, mangle by the mark
+  b.dns.port = 15054;
+  b.tproxy_mark = 1400;
+  // Which of `order` hold what spec `want` gives (by their weir lines).
+  auto on = [&](const TestNs& ns, const std::optional<CaptureSpec>& want) {
+    std::map<Family, WeirLines> wanted;
+    if (want) {
+      TestNs ref;
+      REQUIRE(apply(ref.target(), *want).ok());
+      for (Family f : {Family::V4, Family::V6}) wanted[f] = weir_lines(ref.save(f));
+    }
+    std::vector<bool> out;
+    for (const auto& [f, table] : order) {
+      WeirLines live = weir_lines(ns.save(f));
+      const bool has = live.count(table) != 0;
+      out.push_back(want ? has && wanted[f].count(table) && live[table] == wanted[f][table] : !has);
+    }
+    return out;
+  };
+  auto prefix = [](size_t n) {
+    std::vector<bool> v(6, false);
+    for (size_t i = 0; i < n; ++i) v[i] = true;
+    return v;
+  };
+  for (int n = 1; n <= 6; ++n) {
+    CAPTURE(n);
+    {
+      TestNs ns;
+      RealKernel stopped(IptcOptions{.abandon_after_commit = n});
+      CHECK_FALSE(apply(ns.target(), a, stopped.side).ok());
+      CHECK(on(ns, a) == prefix(static_cast<size_t>(n)));
+      REQUIRE(apply(ns.target(), a).ok());  // the next apply repairs
+      auto checked = check(ns.target(), a);
+      REQUIRE(checked.ok());
+      CHECK_MESSAGE(checked->diff.empty(), render_diff(checked->diff));
+    }
+    {
+      TestNs ns;
+      REQUIRE(apply(ns.target(), a).ok());
+      RealKernel stopped(IptcOptions{.abandon_after_commit = n});
+      CHECK_FALSE(apply(ns.target(), b, stopped.side).ok());
+      CHECK(on(ns, b) == prefix(static_cast<size_t>(n)));
+      std::vector<bool> rest = on(ns, a);
+      for (size_t i = 0; i < 6; ++i) CHECK(rest[i] == (i >= static_cast<size_t>(n)));
+    }
+    {
+      TestNs ns;
+      REQUIRE(apply(ns.target(), a).ok());
+      RealKernel stopped(IptcOptions{.abandon_after_commit = n});
+      CHECK_FALSE(clean(ns.target(), stopped.side).ok());
+      CHECK(on(ns, a) == prefix(static_cast<size_t>(6 - n)));  // removed from the end
+      std::vector<bool> gone = on(ns, std::nullopt);
+      for (size_t i = 0; i < 6; ++i) CHECK(gone[i] == (i >= static_cast<size_t>(6 - n)));
+    }
   }
 }
 

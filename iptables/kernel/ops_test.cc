@@ -604,10 +604,15 @@ TEST_CASE("netns and netlink: out of descriptors is named EMFILE, not 'not found
   Result<Netns> ns = Error{};
   Result<AddressFamilies> addrs = Error{};
   Result<bool> up = Error{};
+  // Made before the limit and destroyed after it: UBSan checks the dynamic
+  // type of a polymorphic object when its destructor runs, testing the
+  // object's memory through a pipe(2), which cannot be made with no
+  // descriptor left, and then reports an "invalid vptr". It holds no
+  // descriptor itself.
+  NetlinkLinks links;
   {
     NoMoreFds limit;
     ns = Netns::open("/proc/self/ns/net");
-    NetlinkLinks links;
     addrs = links.global_address_families();  // reads only
     up = links.link_is_up("lo");
   }

@@ -790,6 +790,52 @@ def capability_cases(net):
         net.run(["--cleanup"], check_rc=None)
 
 
+def kube_virt_exclude_cases(net):
+    """A kube-virt interface and an excluded CIDR (issue 12, item 15). istio-iptables
+    redirects every TCP connection arriving on a kube-virt interface to the
+    outbound port, -x or not (`-I PREROUTING 1 -i vif0 -j ISTIO_REDIRECT`), and
+    weir-init istio-iptables does the same (spec kubeVirtExcludes ignore);
+    weir's own command line keeps the default (apply): the VM's traffic to an
+    excluded CIDR or port is not captured. eth0 is the kube-virt interface
+    here; the excluded CIDRs cover the pod's addresses, where the peer's
+    connections go. Both families; traffic only, so either backend."""
+    pod = net.pod
+    excluded = f"{pod.ip4}/32,{pod.ip6}/128"
+    weir = os.path.join(BIN, "weir")
+
+    def explain_live(dst):
+        cp = net.tb.exec(pod, [weir, "explain", "--netns", pod.path, "--direction", "inbound", "--in-iface", "eth0",
+                                "--dst", dst, "--dport", "8080"])
+        return cp.stdout + cp.stderr
+
+    C = "istio -k with -x (and -o): Istio's semantics"
+    net.run(["istio-iptables", "-i", "*", "-k", "eth0", "-x", excluded, "-o", "8080", "--dual-stack"])
+    for fam in (4, 6):
+        captured(net, C, f"ipv{fam} inbound on the kube-virt interface to an excluded CIDR and port",
+                 net.into(8080, fam), 15001, pod.addr(8080, fam))
+    direct(net, C, "the pod's own outbound to the excluded port", net.out(net.peer.addr(8080)), 8080)
+    text = explain_live(pod.ip6)
+    if "redirected to port 15001" not in text or "kubeVirtExcludes ignore" not in text:
+        fail(f"[{C}] weir explain of the live rules does not show the kube-virt redirect past the excludes:\n{text}")
+    net.clean()
+
+    C = "native --kube-virt-interfaces with --exclude-outbound-cidrs: weir's default"
+    net.run(["--kube-virt-interfaces", "eth0", "--exclude-outbound-cidrs", excluded])
+    for fam in (4, 6):
+        direct(net, C, f"ipv{fam} inbound on the kube-virt interface to an excluded CIDR", net.into(8080, fam), 8080)
+    text = explain_live(pod.ip4)
+    if "passed untouched" not in text or "is not captured" not in text:
+        fail(f"[{C}] weir explain of the live rules does not show the exclude deciding:\n{text}")
+    net.clean()
+
+    C = "native --kube-virt-excludes ignore"
+    net.run(["--kube-virt-interfaces", "eth0", "--exclude-outbound-cidrs", excluded, "--kube-virt-excludes", "ignore"])
+    for fam in (4, 6):
+        captured(net, C, f"ipv{fam} inbound on the kube-virt interface to an excluded CIDR", net.into(8080, fam),
+                 15001, pod.addr(8080, fam))
+    net.clean()
+
+
 def main():
     require_root()
     if not os.access(WEIR_INIT, os.X_OK):
@@ -799,7 +845,7 @@ def main():
     with Testbed(role="init") as tb:
         net = Net(tb)
         for group in (native_cases, istio_cases, istio_dns_cases, istio_drop_invalid_case, linkerd_cases,
-                      capability_cases):
+                      capability_cases, kube_virt_exclude_cases):
             try:
                 group(net)
             except Exception as e:  # one broken group must not hide the others

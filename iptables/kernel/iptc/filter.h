@@ -17,6 +17,10 @@ struct IptcOptions {
   // every commit including rollbacks) fails with EINVAL without reaching the
   // kernel, so a test can prove that apply puts everything back. 0 = never.
   int fail_commit_number = 0;
+  // Test hook: after the Nth table commit succeeds, stop as a kill -9 would
+  // there: return an error and put nothing back, so a test can see the half
+  // state each point of the commit order leaves. 0 = never.
+  int abandon_after_commit = 0;
   // Bounded retries of a commit the kernel refuses with EAGAIN or EINVAL
   // (another writer changed the table between our read and our commit, or
   // between the commit's replace and its counter update).
