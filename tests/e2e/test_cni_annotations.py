@@ -167,8 +167,9 @@ CASES = {
         [E(IN, 0, 8080, where=15001), E(IN, 1, 8081, 6, where=15001), E(OUT, 0, 8080)]),
     ISTIO + "kubevirtInterfaces adds to the config's": (
         {**ENABLED, ISTIO + "kubevirtInterfaces": "vif0"}, {"capture": {"kubeVirtInterfaces": ["eth0"]}}, "default",
-        {}, [E(IN, 0, 8080, where=15001), R(WEIR_TABLE("nat"), {"iptables": r"-i vif0 .*-j WEIR_OUTBOUND",
-                                                  "nftables": r'iifname "vif0" .*jump ip_nat_WEIR_OUTBOUND'})]),
+        # Istio's meaning: the VM's TCP goes straight to the proxy, whatever the excludes.
+        {}, [E(IN, 0, 8080, where=15001), R(WEIR_TABLE("nat"), {"iptables": r"-i vif0 .*-j WEIR_REDIRECT",
+                                                  "nftables": r'iifname "vif0" .*jump ip_nat_WEIR_REDIRECT'})]),
     # --- weir's own, one per spec field that traffic can show
     "weir.dev/excludeOutboundPorts": ({**ENABLED, "weir.dev/excludeOutboundPorts": "8081-8082"}, {}, "default", {},
                                       [E(OUT, 0, 8081, where="direct"), E(OUT, 0, 8082, where="direct"), E(OUT, 0, 8080)]),
