@@ -13,10 +13,12 @@ set yrange [*:*] reverse
 set offsets 0, 0, 0.6, 0.6
 set lmargin 46
 
-# bars(file, title, xlabel, log): a horizontal bar per row of file.
+have_file(f) = int(system("test -f " . f . " && echo 1 || echo 0"))
+
+# bars(file): a horizontal bar per row of file (label median p95 min max).
 bars(f) = sprintf("plot '%s' using 2:0:(xmin):2:($0-0.35):($0+0.35):ytic(1) with boxxyerror lc rgb '#4a7ab5', '' using 2:0:($3-$2):(0) with vectors nohead lw 2 lc rgb '#222222', '' using 2:0:(sprintf(' %%.2f', $2)) with labels left offset 0.5,0.6 font ',8'", f)
 
-if (file_exists("pod.dat")) {
+if (have_file("pod.dat")) {
   set output "pod.png"
   set title "One pod, whole process: install the default dual-stack capture into a fresh namespace"
   set logscale x
@@ -25,7 +27,7 @@ if (file_exists("pod.dat")) {
   eval bars("pod.dat")
   unset logscale x
 }
-if (file_exists("inproc.dat")) {
+if (have_file("inproc.dat")) {
   set output "inproc.png"
   set title "In-process apply with each backend, against nft -f started the same way (setns + exec)"
   set logscale x
@@ -34,7 +36,7 @@ if (file_exists("inproc.dat")) {
   eval bars("inproc.dat")
   unset logscale x
 }
-if (file_exists("data-conn.dat")) {
+if (have_file("data-conn.dat")) {
   set output "dataplane-conn.png"
   set title "Data plane: new connection + one 64-byte request/response, client → pod"
   set xlabel "ms"
@@ -52,7 +54,7 @@ set offsets 0, 0, 0, 0
 set yrange [*:*] noreverse
 set key top left
 set grid ytics
-if (file_exists("scale.dat")) {
+if (have_file("scale.dat")) {
   set output "scale.png"
   set title "Scale: weir-cni ADD, pod after pod, every namespace kept (running median of 25)"
   set xlabel "pod number (per backend)"
@@ -61,7 +63,7 @@ if (file_exists("scale.dat")) {
   plot for [i=2:7] "scale.dat" using 1:i with lines lw 2 title columnhead(i)
   set yrange [*:*]
 }
-if (file_exists("node.dat")) {
+if (have_file("node.dat")) {
   set output "node.png"
   set title "weir-node: one reconcile pass over the pods of a private containerd"
   set xlabel "pods"
