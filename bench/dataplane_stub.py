@@ -11,7 +11,7 @@ namespaces it made; traffic only on 198.18.0.0/15):
   dataplane_stub.py client IP:PORT:MARK,... CONNS REQS
         per target, CONNS new connections with one request each, and REQS
         requests on one open connection, the targets interleaved in blocks of
-        50; checks each answer's mark (a captured connection that missed the
+        10; checks each answer's mark (a captured connection that missed the
         proxy is an error); prints JSON [{conn_ms, req_ms, errors}, ...]
 
 Servers print "ready" when listening and exit after 15 minutes at most."""
@@ -107,7 +107,7 @@ def client(spec, conns, reqs):
         d = (time.perf_counter() - t0) * 1000
         return d if r is not None and r[:1] == mark else None
 
-    block = 50
+    block = 10
     for start in range(0, conns, block):
         for k, (addr, mark) in enumerate(targets):
             for _ in range(min(block, conns - start)):

@@ -262,6 +262,8 @@ class Report:
         f = rules.files
         methods = [
             ("/bin/true (setns + exec)", lambda ns: self.sp.run(["/bin/true"], netns=ns)),
+            ("weir-cni VERSION (no kernel work: the binary's start-up)",
+             lambda ns: self.sp.run([cni], stdin=confs["auto"], env=dict(CNI_ENV, CNI_COMMAND="VERSION", CNI_NETNS=ns))),
             ("weir-cni ADD, nftables", lambda ns: self.sp.run([cni], stdin=confs["nftables"], env=dict(CNI_ENV, CNI_NETNS=ns))),
             ("weir-cni ADD, iptables", lambda ns: self.sp.run([cni], stdin=confs["iptables"], env=dict(CNI_ENV, CNI_NETNS=ns))),
             ("weir-cni ADD, auto (the default)", lambda ns: self.sp.run([cni], stdin=confs["auto"], env=dict(CNI_ENV, CNI_NETNS=ns))),
