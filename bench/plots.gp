@@ -56,11 +56,20 @@ set key top left
 set grid ytics
 if (have_file("scale.dat")) {
   set output "scale.png"
-  set title "Scale: weir-cni ADD, pod after pod, every namespace kept (running median of 25)"
+  set title "Scale: weir-cni ADD, pod after pod, every namespace kept (running median of 50)"
   set xlabel "pod number (per backend)"
   set ylabel "ms per pod"
   set yrange [0:*]
   plot for [i=2:7] "scale.dat" using 1:i with lines lw 2 title columnhead(i)
+  set yrange [*:*]
+}
+if (have_file("scale-ratio.dat")) {
+  set output "scale-ratio.png"
+  set title "Scale, 1 at a time: each ADD over /bin/true timed right after it in the same namespace (running median of 50)"
+  set xlabel "pod number (per backend)"
+  set ylabel "ADD / /bin/true"
+  set yrange [0:*]
+  plot for [i=2:3] "scale-ratio.dat" using 1:i with lines lw 2 title columnhead(i)
   set yrange [*:*]
 }
 if (have_file("node.dat")) {

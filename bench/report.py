@@ -372,6 +372,7 @@ class Report:
         cni = os.path.join(self.bins, "weir-cni")
         confs = {b: cni_conf(self.tmp, b) for b in ("nftables", "iptables")}
         self.scale_series = {}
+        self.scale_ratio = {}
         for workers, count in ((1, n), (2, par_n), (8, par_n)):
             self.log(f"scale: {count} pods per backend, {workers} at a time, backends alternating")
             sps = [self.sp] + [Spawner(self.spawn_bin, self.env) for _ in range(workers - 1)]
@@ -417,6 +418,7 @@ class Report:
                 if workers == 1 and len(v) >= 200:
                     # The same against /bin/true timed beside each pod: load that drifts over the run cancels out.
                     ratio = [a / b for a, b in zip(v, beside[backend])]
+                    self.scale_ratio[backend] = ratio
                     first, last = statistics.median(ratio[:100]), statistics.median(ratio[-100:])
                     self.target(f"scale, {backend}, 1 at a time, each ADD over /bin/true timed beside it: last 100 within "
                                 f"1.2× of the first 100", f"{last / first:.2f}× ({first:.2f} → {last:.2f})", last <= 1.2 * first)
@@ -425,13 +427,20 @@ class Report:
                       f"(namespace creation included, not in the per-pod times)")
         with open(os.path.join(self.out, "scale.dat"), "w") as f:
             keys = sorted(self.scale_series)
-            # Column heads for gnuplot (running median of 25, ms).
+            # Column heads for gnuplot (running median of 50, ms).
             f.write("pod " + " ".join(f'"{b}, {w} at a time"' for b, w in keys) + "\n")
             longest = max(len(v) for v in self.scale_series.values())
-            run = {k: running_median(v, 25) for k, v in self.scale_series.items()}
+            run = {k: running_median(v, 50) for k, v in self.scale_series.items()}
             for i in range(longest):
                 f.write(f"{i + 1} " + " ".join(f"{run[k][i]:.4f}" if i < len(run[k]) else "NaN" for k in keys) + "\n")
         self.scale_keys = sorted(self.scale_series)
+        if self.scale_ratio:
+            with open(os.path.join(self.out, "scale-ratio.dat"), "w") as f:
+                keys = sorted(self.scale_ratio)
+                f.write("pod " + " ".join(f'"{b}"' for b in keys) + "\n")
+                run = {k: running_median(self.scale_ratio[k], 50) for k in keys}
+                for i in range(min(len(v) for v in run.values())):
+                    f.write(f"{i + 1} " + " ".join(f"{run[k][i]:.4f}" for k in keys) + "\n")
 
     # -- node agent
     def node(self):
@@ -499,7 +508,7 @@ class Report:
                             raise RuntimeError(f"containerd RunPodSandbox: {r}")
                         started += 1
                     self.log(f"node: {started} pods running ({time.monotonic() - t0:.1f} s to start them)")
-                    for kind in ("first", "steady"):
+                    for kind in ("first", "steady", "steady", "steady"):
                         t0 = time.monotonic()
                         rc, err, rss = run_rusage([node, "reconcile", *flags, "--repair", "inplace"])
                         wall = (time.monotonic() - t0) * 1000
@@ -517,13 +526,19 @@ class Report:
             f.write("# pods first_ms steady_ms first_rss_mib steady_rss_mib (reconcile's own duration; ru_maxrss)\n")
             by = {}
             for pods, kind, _, dur, _, rss in self.node_points:
-                by.setdefault(pods, {})[kind] = (dur, rss / 1024)
+                by.setdefault(pods, {}).setdefault(kind, []).append((dur, rss / 1024))
             for pods in sorted(by):
-                fi, st = by[pods].get("first", ("NaN", "NaN")), by[pods].get("steady", ("NaN", "NaN"))
+                fi = by[pods].get("first", [("NaN", "NaN")])[0]
+                st = by[pods].get("steady", [])
+                st = (statistics.median(d for d, _ in st), max(r for _, r in st)) if st else ("NaN", "NaN")
                 f.write(f"{pods} {fi[0]} {st[0]} {fi[1]} {st[1]}\n")
-        for pods, kind, repaired, dur, wall, rss in self.node_points:
-            self.note("node", f"`weir-node reconcile` over {pods} pods ({kind} pass, {repaired} repaired in place): "
-                      f"{dur:.1f} ms (whole process {wall:.0f} ms), peak RSS {rss / 1024:.1f} MiB")
+        for pods in sorted(by):
+            first = [p for p in self.node_points if p[0] == pods and p[1] == "first"][0]
+            steady = [p for p in self.node_points if p[0] == pods and p[1] == "steady"]
+            self.note("node", f"`weir-node reconcile` over {pods} pods: first pass {first[3]:.1f} ms ({first[2]} repaired in "
+                      f"place; whole process {first[4]:.0f} ms), steady pass (nothing to repair) median of "
+                      f"{len(steady)} {statistics.median(p[3] for p in steady):.1f} ms; peak RSS "
+                      f"{max(p[5] for p in self.node_points if p[0] == pods) / 1024:.1f} MiB")
 
     # -- data plane
     def data(self):
@@ -645,9 +660,6 @@ class Report:
                     for label, s, _, _ in rows:
                         short = label.split(" (")[0] if section != "pod" else label.split(" (")[0]
                         f.write(f"\"{short}\" {s['median']:.4f} {s['p95']:.4f} {s['min']:.4f} {s['max']:.4f}\n")
-        if getattr(self, "scale_keys", None):
-            with open(os.path.join(self.out, "scale.cols"), "w") as f:
-                f.write("\n".join(f"{b}, {w} at a time" for b, w in self.scale_keys) + "\n")
         print("\n" + text)
 
     def cleanup(self):
