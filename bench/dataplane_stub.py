@@ -10,7 +10,7 @@ namespaces it made; traffic only on 198.18.0.0/15):
         that port, marking the answer's first byte 'P'
   dataplane_stub.py client IP:PORT:MARK,... CONNS REQS
         per target, CONNS new connections with one request each, and REQS
-        requests on one open connection, the targets interleaved in blocks of
+        requests on ten open connections (in turn), the targets interleaved in blocks of
         10; checks each answer's mark (a captured connection that missed the
         proxy is an error); prints JSON [{conn_ms, req_ms, errors}, ...]
 
@@ -122,14 +122,20 @@ def client(spec, conns, reqs):
                     res[k]["errors"] += 1
                 else:
                     res[k]["conn_ms"].append(d)
+    # Ten open connections per target, used in turn: one connection's thread
+    # placement must not decide a row.
     open_socks = []
     for addr, _ in targets:
-        s = socket.create_connection(addr, timeout=2)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        open_socks.append(s)
+        conns_k = []
+        for _ in range(10):
+            s = socket.create_connection(addr, timeout=2)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conns_k.append(s)
+        open_socks.append(conns_k)
     for start in range(0, reqs, block):
-        for k, ((addr, mark), s) in enumerate(zip(targets, open_socks)):
-            for _ in range(min(block, reqs - start)):
+        for k, ((addr, mark), socks) in enumerate(zip(targets, open_socks)):
+            for i in range(min(block, reqs - start)):
+                s = socks[(start + i) % len(socks)]
                 t0 = time.perf_counter()
                 s.sendall(msg)
                 r = recv_exact(s, MSG)
@@ -138,8 +144,9 @@ def client(spec, conns, reqs):
                     res[k]["errors"] += 1
                 else:
                     res[k]["req_ms"].append(d)
-    for s in open_socks:
-        s.close()
+    for socks in open_socks:
+        for s in socks:
+            s.close()
     print(json.dumps(res))
 
 

@@ -419,6 +419,11 @@ class Report:
                     # The same against /bin/true timed beside each pod: load that drifts over the run cancels out.
                     ratio = [a / b for a, b in zip(v, beside[backend])]
                     self.scale_ratio[backend] = ratio
+                    # Robust to a burst at either end: the Theil-Sen slope over every pod, as growth across the run.
+                    slope = theil_sen(ratio)
+                    self.note("scale", f"{backend}, 1 at a time: ADD / /bin/true fitted over all {len(ratio)} pods "
+                              f"(Theil-Sen) grows {slope * len(ratio):+.2f} from pod 1 to pod {len(ratio)} "
+                              f"(from {statistics.median(ratio):.2f} median: {1 + slope * len(ratio) / statistics.median(ratio):.2f}×)")
                     first, last = statistics.median(ratio[:100]), statistics.median(ratio[-100:])
                     self.target(f"scale, {backend}, 1 at a time, each ADD over /bin/true timed beside it: last 100 within "
                                 f"1.2× of the first 100", f"{last / first:.2f}× ({first:.2f} → {last:.2f})", last <= 1.2 * first)
@@ -626,7 +631,7 @@ class Report:
                   "scale": "Scale: weir-cni ADD, pod after pod (per-pod time; every namespace kept until the run ends)",
                   "node": "weir-node",
                   "data-conn": "Data plane: new connection + one 64-byte request/response (client → pod)",
-                  "data-req": "Data plane: one 64-byte request/response on an open connection",
+                  "data-req": "Data plane: one 64-byte request/response on open connections (ten per row, in turn)",
                   "data": "Data plane: connections per second (1000 / mean connection time, one client)"}
         for section in ("pod", "inproc", "closewait", "scale", "node", "data-conn", "data-req", "data"):
             rows = self.rows.get(section, [])
@@ -670,6 +675,13 @@ class Report:
         self.ns.remove_all()
         self.sp.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def theil_sen(v, step=3):
+    """Median of the pairwise slopes of v against its index (every step-th point, to stay quick)."""
+    pts = list(enumerate(v))[::step]
+    slopes = [(y2 - y1) / (x2 - x1) for i, (x1, y1) in enumerate(pts) for (x2, y2) in pts[i + 1:]]
+    return statistics.median(slopes)
 
 
 def running_median(v, w):
