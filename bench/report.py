@@ -384,13 +384,18 @@ class Report:
 
             def work(w):
                 try:
+                    # Pod j: round g = j // workers, one pod per worker; the
+                    # backend alternates round by round, so every worker
+                    # alternates backends too.
                     for j in range(w, 2 * count, workers):
-                        backend = ("nftables", "iptables")[j % 2]
+                        g = j // workers
+                        backend = ("nftables", "iptables")[g % 2]
+                        k = (g // 2) * workers + j % workers     # pod number within its backend
                         ns = self.ns.make("s", sps[w])
                         made.append(ns)
-                        results[backend][j // 2] = sps[w].run([cni], stdin=confs[backend], env=dict(CNI_ENV, CNI_NETNS=ns))
+                        results[backend][k] = sps[w].run([cni], stdin=confs[backend], env=dict(CNI_ENV, CNI_NETNS=ns))
                         if workers == 1:
-                            beside[backend][j // 2] = sps[w].run(["/bin/true"], netns=ns)
+                            beside[backend][k] = sps[w].run(["/bin/true"], netns=ns)
                 except Exception as e:  # noqa: BLE001 - reported below
                     errors.append(e)
 
