@@ -65,7 +65,10 @@ class Spawner:
     removes namespaces. Thread-safe per instance (one request at a time)."""
 
     def __init__(self, path, env):
-        self.p = subprocess.Popen([path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        # Its own session: Ctrl-C reaches report.py, which still needs this to
+        # remove namespaces; it exits when report.py closes its stdin.
+        self.p = subprocess.Popen([path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                                  start_new_session=True)
         self.lock = threading.Lock()
 
     def _ask(self, fields):
@@ -91,7 +94,10 @@ class Spawner:
             raise RuntimeError(f"create namespace {path}: {os.strerror(err)}")
 
     def rmns(self, path):
-        _, err = self._ask(["rmns", path])
+        try:
+            _, err = self._ask(["rmns", path])
+        except (RuntimeError, OSError):
+            return False
         return err == 0
 
     def close(self):
@@ -225,6 +231,7 @@ class Report:
         self.notes = {}            # section -> lines
         self.targets = []          # (what, value, met)
         self.started = time.monotonic()
+        self.stopping = False      # set on the way out: worker threads stop making namespaces
 
     # -- bookkeeping
     def add(self, section, label, samples, baseline=None, unit="ms"):
@@ -388,6 +395,8 @@ class Report:
                     # backend alternates round by round, so every worker
                     # alternates backends too.
                     for j in range(w, 2 * count, workers):
+                        if self.stopping:
+                            return
                         g = j // workers
                         backend = ("nftables", "iptables")[g % 2]
                         k = (g // 2) * workers + j % workers     # pod number within its backend
@@ -673,6 +682,7 @@ class Report:
         print("\n" + text)
 
     def cleanup(self):
+        self.stopping = True
         for p in self.procs:
             if p.poll() is None:
                 p.kill()
