@@ -506,8 +506,18 @@ class Report:
         budget_end = time.monotonic() + self.a.node_budget
         self.node_points = []
         with tnc.Testbed(role="node", prefix=f"{self.a.prefix}-node") as tb:
+            # The testbed's signal handlers tear it down before anything else
+            # (its node namespace and temp dir, under a running containerd):
+            # here a signal only raises, and the finally below stops the pods,
+            # then containerd, then the testbed, in that order.
+            restore_signals()
             try:
-                cd = tnc.Containerd(tb, tb.tmp)
+                # The runtime and its CRI client in sessions of their own, so a
+                # Ctrl-C reaches only report.py, which then stops and removes
+                # the pods through them (else their netns, cgroups and pause
+                # processes stay behind).
+                with own_sessions():
+                    cd = tnc.Containerd(tb, tb.tmp)
                 with open(os.path.join(cd.conf_dir, "10-wtnode.conflist"), "w") as f:
                     json.dump({"cniVersion": "1.0.0", "name": "wtnode", "plugins": [
                         {"type": "bridge", "bridge": "wtn0", "isGateway": True, "isDefaultGateway": True,
@@ -692,6 +702,37 @@ class Report:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def _raise_interrupt(signum, _):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def restore_signals():
+    """SIGINT, SIGTERM and SIGHUP raise KeyboardInterrupt, so every finally runs."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGHUP, _raise_interrupt)
+
+
+class own_sessions:
+    """Within it, every subprocess.Popen starts a new session."""
+
+    def __enter__(self):
+        self.orig = subprocess.Popen
+        orig = self.orig
+
+        class Popen(orig):
+            def __init__(self, *a, **kw):
+                kw.setdefault("start_new_session", True)
+                super().__init__(*a, **kw)
+
+        subprocess.Popen = Popen
+        return self
+
+    def __exit__(self, *exc):
+        subprocess.Popen = self.orig
+        return False
+
+
 def theil_sen(v, step=3):
     """Median of the pairwise slopes of v against its index (every step-th point, to stay quick)."""
     pts = list(enumerate(v))[::step]
@@ -766,11 +807,7 @@ def main():
     r = Report(a)
     r.load_start = os.getloadavg()[0]
 
-    def on_signal(signum, _):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
+    restore_signals()
     try:
         for section in a.sections.split(","):
             getattr(r, section)()

@@ -38,8 +38,32 @@ fi
 
 prefix="wt-bench-$$"
 cleanup() {
-  # What report.py did not remove (it was killed): namespaces of this run.
-  local n
+  # What report.py did not remove (it was killed): the node section's pods
+  # (processes in its cgroup, their cni-* namespaces found by inode, the
+  # cgroup dirs, its containerd's mounts), then namespaces named $prefix-*.
+  local n p ino f
+  local pods=""
+  [ -d /sys/fs/cgroup/pids/"$prefix"-node ] &&
+    pods=$(find /sys/fs/cgroup/pids/"$prefix"-node -name cgroup.procs -exec cat {} + 2>/dev/null)
+  for p in $pods; do
+    ino=$(stat -L -c %i "/proc/$p/ns/net" 2>/dev/null) || continue
+    for f in /var/run/netns/cni-*; do
+      [ -e "$f" ] && [ "$(stat -L -c %i "$f" 2>/dev/null)" = "$ino" ] && ip netns delete "$(basename "$f")" 2>/dev/null
+    done
+    kill -9 "$p" 2>/dev/null || true
+  done
+  for d in /sys/fs/cgroup/*/"$prefix"-node/*/; do
+    # A pod sandbox's cgroup is named by its id: the runtime's CNI result files too.
+    [ -d "$d" ] && rm -f /var/lib/cni/results/*-"$(basename "$d")"-* 2>/dev/null
+  done
+  sleep 0.5  # the killed processes leave their cgroups
+  for d in /sys/fs/cgroup/*/"$prefix"-node; do
+    [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
+  done
+  for d in /tmp/weir-testbed-"$prefix"-*; do
+    [ -d "$d" ] || continue
+    mount | awk -v d="$d" 'index($3, d) == 1 {print $3}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
+  done
   for n in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$prefix-" || true); do
     ip netns delete "$n" 2>/dev/null || true
   done
