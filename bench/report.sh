@@ -6,8 +6,9 @@
 #   bench/report.sh [--quick] [--bin-dir DIR] [--out DIR] [--sections LIST]
 #
 #   --bin-dir DIR   time the binaries in DIR (weir, weir-cni, weir-init,
-#                   weir-node, weir-cri-pods and the bench tools); default:
-#                   build them in build-release/ (CMAKE_BUILD_TYPE=Release, -O2)
+#                   weir-node; the bench's own tools too when DIR has them,
+#                   else they come from build-release/); default: build
+#                   everything in build-release/ (CMAKE_BUILD_TYPE=Release, -O2)
 #   --out DIR       where report.md, the .dat files and the PNGs go
 #                   (default bench/results)
 #   --sections L    a comma list of pod,inproc,closewait,scale,node,data
@@ -72,35 +73,62 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
-targets=(weir weir-cni weir-init weir-node weir-cri-pods weir-probe weir_nft_apply_bench weir-nft-test-apply
-         weir_bench_spawn weir_nft_close_wait)
-if [ -z "$bin_dir" ]; then
-  build="$src/build-release"
+# What is timed (--bin-dir may replace these) and the bench's own tools (always
+# from a tree that has them: --bin-dir when it does, else build-release/).
+product=(weir weir-cni weir-init weir-node)
+tools=(weir-cri-pods weir-probe weir_nft_apply_bench weir-nft-test-apply weir_bench_spawn weir_nft_close_wait)
+build="$src/build-release"
+build_release() {
   if [ ! -f "$build/build.ninja" ]; then
     cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
       "-DCMAKE_CXX_FLAGS_RELEASE=-O2 -DNDEBUG" "-DCMAKE_C_FLAGS_RELEASE=-O2 -DNDEBUG" >/dev/null
   fi
-  echo "report.sh: building ${targets[*]} in $build" >&2
-  cmake --build "$build" -j"${WEIR_JOBS:-2}" --target "${targets[@]}" >/dev/null
+  echo "report.sh: building $* in $build" >&2
+  cmake --build "$build" -j"${WEIR_JOBS:-2}" --target "$@" >/dev/null
+}
+has_all() {
+  local d=$1 t
+  shift
+  for t in "$@"; do [ -x "$d/$t" ] || return 1; done
+}
+build_of() {  # the build type of the binaries in $1: the CMake cache beside them, static or not
+  local d=$1 bt fl out="unknown build type"
+  local cache="$(dirname "$d")/CMakeCache.txt"
+  if [ -f "$cache" ]; then
+    bt=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$cache")
+    fl=$(sed -n "s/^CMAKE_CXX_FLAGS_$(echo "${bt:-none}" | tr a-z A-Z):[A-Z]*=//p" "$cache")
+    out="CMAKE_BUILD_TYPE=${bt:-none} (${fl:-no flags})"
+  fi
+  local libs
+  libs=$(ldd "$d/weir-cni" 2>&1 || true)  # (not in a pipe: grep -q would SIGPIPE ldd under pipefail)
+  case "$libs" in
+    *"not a dynamic executable"*) echo "$out, static" ;;
+    *) echo "$out, dynamically linked" ;;
+  esac
+}
+if [ -z "$bin_dir" ]; then
+  build_release "${product[@]}" "${tools[@]}"
   bin_dir="$build/bin"
+  build_type=$(build_of "$bin_dir")
+elif has_all "$bin_dir" "${product[@]}" "${tools[@]}"; then
+  build_type=$(build_of "$bin_dir")
+else
+  # A directory of product binaries only (e.g. scripts/build-static.sh's):
+  # one directory of links, its binaries first, the rest from build-release/.
+  build_release "${tools[@]}" weir-node
+  merged="/tmp/weir-bench-$prefix-bin"
+  mkdir -p "$merged"
+  from_release=()
+  for t in "${product[@]}"; do
+    if [ -x "$bin_dir/$t" ]; then ln -s "$bin_dir/$t" "$merged/$t"; else ln -s "$build/bin/$t" "$merged/$t"; from_release+=("$t"); fi
+  done
+  for t in "${tools[@]}"; do ln -s "$build/bin/$t" "$merged/$t"; done
+  build_type="$(build_of "$bin_dir") from $bin_dir; the bench tools (and so the in-process figures)${from_release:+ and ${from_release[*]}} from $build/bin, $(build_of "$build/bin" | sed 's/, [a-z ]*linked$//; s/, static$//')"
+  bin_dir="$merged"
 fi
-for t in "${targets[@]}"; do
+for t in "${product[@]}" "${tools[@]}"; do
   [ -x "$bin_dir/$t" ] || { echo "report.sh: $bin_dir/$t is missing (build target $t)" >&2; exit 1; }
 done
-
-# Which build the timed binaries are: the CMake cache beside them, and static or not.
-build_type="unknown build type"
-cache="$(dirname "$bin_dir")/CMakeCache.txt"
-if [ -f "$cache" ]; then
-  bt=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$cache")
-  fl=$(sed -n "s/^CMAKE_CXX_FLAGS_$(echo "${bt:-none}" | tr a-z A-Z):[A-Z]*=//p" "$cache")
-  build_type="CMAKE_BUILD_TYPE=${bt:-none} (${fl:-no flags})"
-fi
-if ldd "$bin_dir/weir-cni" 2>&1 | grep -q "not a dynamic executable"; then
-  build_type="$build_type, static"
-else
-  build_type="$build_type, dynamically linked"
-fi
 
 if ! command -v gnuplot >/dev/null; then
   "$src/scripts/install-deps.sh" --bench
