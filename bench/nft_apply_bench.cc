@@ -7,9 +7,10 @@
 //   nftables:  enter + lock + nftables filter apply(policy) (one batch, both families)
 //   libiptc:   enter + lock + libiptc backend apply(plan) (one commit per table and family)
 //   nft -f:    fork + setns + exec `nft -f FILE` of rules/nft's text for the same policy
-// and, in a second loop, where an nft process's time goes: the same `nft -f`
-// under `strace -T` once, and the in-process filter's own netlink socket close.
-// Namespaces are named wt-nft-<pid>-bN and removed on every path.
+// and, for comparison, variants (nft -f without the delete, re-apply, a
+// changed spec, the probe, a whole process). Namespaces are named
+// wt-nft-<pid>-bN (or --prefix NAME: NAME-bN) and removed on every path;
+// --samples FILE writes every sample for bench/report.py.
 //
 // This is a benchmark, not a test: it runs `ip` and `nft` itself.
 #include <fcntl.h>
@@ -104,10 +105,33 @@ double timed_in(const std::string& name, F f, bool* ok) {
   return ms_since(t0);
 }
 
+// Writes every sample as "label<TAB>ms" lines, for bench/report.py.
+void write_samples(const std::string& path, const std::vector<std::pair<std::string, const std::vector<double>*>>& all) {
+  std::ofstream out(path);
+  for (const auto& [label, v] : all)
+    for (double ms : *v) out << label << '\t' << ms << '\n';
+}
+
 }  // namespace
 
+// weir_nft_apply_bench [RUNS] [--samples FILE] [--prefix NAME]
 int main(int argc, char** argv) {
-  int runs = argc > 1 ? std::atoi(argv[1]) : 300;
+  int runs = 300;
+  std::string samples, name_prefix;
+  for (int a = 1; a < argc; ++a) {
+    const std::string arg = argv[a];
+    if (arg == "--samples" && a + 1 < argc) samples = argv[++a];
+    else if (arg == "--prefix" && a + 1 < argc) name_prefix = argv[++a];
+    else if (!arg.empty() && arg[0] != '-') runs = std::atoi(arg.c_str());
+    else {
+      std::fprintf(stderr, "usage: weir_nft_apply_bench [RUNS] [--samples FILE] [--prefix NAME]\n");
+      return 2;
+    }
+  }
+  if (runs < 1 || runs > 5000) {
+    std::fprintf(stderr, "weir_nft_apply_bench: RUNS must be 1..5000\n");
+    return 2;
+  }
   const int warmup = 5;
   if (geteuid() != 0) {
     std::fprintf(stderr, "weir_nft_apply_bench: needs root (creates network namespaces)\n");
@@ -125,7 +149,8 @@ int main(int argc, char** argv) {
   weir::CaptureSpec changed_spec = spec;
   changed_spec.outbound_port = 15011;
   const weir::CapturePolicy changed = weir::capture_policy(changed_spec);
-  const std::string prefix = "wt-nft-" + std::to_string(getpid()) + "-b";
+  const std::string prefix =
+      (name_prefix.empty() ? "wt-nft-" + std::to_string(getpid()) : name_prefix) + "-b";
   const std::string file = "/tmp/" + prefix + ".nft", create_only = "/tmp/" + prefix + "-create.nft",
                     warm = "/tmp/" + prefix + "-warm.nft";
   const std::string text = weir::nft::render_text(policy);
@@ -222,6 +247,17 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "weir_nft_apply_bench: %d failures, no report\n", failures);
     return 1;
   }
+  if (!samples.empty())
+    write_samples(samples, {{"nft_inproc", &t_nft},
+                            {"iptc_inproc", &t_iptc},
+                            {"nft_f", &t_nftf},
+                            {"nft_inproc_again", &t_nft_again},
+                            {"nft_f_create_only", &t_nftf_create},
+                            {"nft_inproc_warm", &t_nft_warm},
+                            {"nft_inproc_changed", &t_nft_change},
+                            {"nft_probe", &t_probe},
+                            {"nft_tool_process", &t_proc},
+                            {"true_process", &t_true}});
   const Stats n = stats(t_nft), i4 = stats(t_iptc), f = stats(t_nftf), again = stats(t_nft_again);
   std::printf("default spec (ipv4+ipv6, REDIRECT), fresh namespace per run, %zu runs each, interleaved\n", t_nft.size());
   std::printf("%-56s %9s %9s %9s\n", "", "median", "p95", "min");

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what weir needs to build and test on Debian 12. Does nothing when
 # everything is already there. Run as root (or with sudo available).
+#   --bench: also what bench/report.sh needs (gnuplot for its plots); CI does
+#            not need it.
 set -euo pipefail
 
 pkgs=(
@@ -19,6 +21,9 @@ pkgs=(
   # ASan and UBSan runtimes (only recommended by clang, so named here).
   clang libclang-rt-14-dev
 )
+if [ "${1:-}" = "--bench" ]; then
+  pkgs+=(gnuplot-nox)  # bench/report.sh: PNG plots of its figures
+fi
 
 missing=()
 for p in "${pkgs[@]}"; do
