@@ -5,10 +5,14 @@
 #include <memory>
 #include <cerrno>
 #include <optional>
+#include <string>
+#include <utility>
 
 #include "kernel/iptc/filter.h"
-#include "kernel/nft/filter.h"
 #include "kernel/netns.h"
+#if WEIR_HAVE_NFTABLES
+#include "kernel/nft/filter.h"
+#endif
 #include "rules/plan.h"
 #include "rules/xtables/lower.h"
 
@@ -54,12 +58,13 @@ Result<Session> begin(const NetnsTarget& t, bool writes) {
   return s;
 }
 
-// A filter a test has declared unavailable (WEIR_TEST_UNAVAILABLE_BACKEND):
-// every call answers Unsupported and nothing reaches the kernel interface,
-// as on a node whose kernel lacks it (RHEL 10 has no legacy xtables).
+// A filter a test has declared unavailable (WEIR_TEST_UNAVAILABLE_BACKEND),
+// or one this build does not have: every call answers Unsupported with `why`
+// and nothing reaches the kernel interface, as on a node whose kernel lacks
+// it (RHEL 10 has no legacy xtables).
 class UnavailableFilter final : public PacketFilter {
  public:
-  explicit UnavailableFilter(const char* name) : name_(name) {}
+  UnavailableFilter(const char* name, std::string why) : name_(name), why_(std::move(why)) {}
   const char* name() const override { return name_; }
   Status probe(const CapturePolicy&) override { return missing(); }
   Result<CapturePolicy> apply(const CapturePolicy&, const std::vector<Family>&) override { return missing(); }
@@ -67,12 +72,12 @@ class UnavailableFilter final : public PacketFilter {
   CapturePolicy canonical(const CapturePolicy& p) const override { return p; }
 
  private:
-  Error missing() const {
-    return Error{ErrorKind::Unsupported,
-                 std::string(name_) + " is unavailable (WEIR_TEST_UNAVAILABLE_BACKEND, a test switch)", 0};
-  }
+  Error missing() const { return Error{ErrorKind::Unsupported, why_, 0}; }
   const char* name_;
+  std::string why_;
 };
+
+constexpr bool kHaveNftables = WEIR_HAVE_NFTABLES;
 
 bool test_says_unavailable(const char* name) {
   // Test-only, documented in kernel/README.md: a comma-separated list of
@@ -83,18 +88,35 @@ bool test_says_unavailable(const char* name) {
   return list.find(std::string(",") + name + ",") != std::string::npos;
 }
 
+std::unique_ptr<PacketFilter> unavailable(const char* name, std::string why) {
+  return std::make_unique<UnavailableFilter>(name, std::move(why));
+}
+
+std::unique_ptr<PacketFilter> real_nft_filter() {
+#if WEIR_HAVE_NFTABLES
+  if (!test_says_unavailable("nftables")) return make_nft_filter();
+#else
+  if (!test_says_unavailable("nftables"))
+    return unavailable("nftables", "this build has no nftables backend (" WEIR_NFTABLES_MISSING_WHY ")");
+#endif
+  return unavailable("nftables", "nftables is unavailable (WEIR_TEST_UNAVAILABLE_BACKEND, a test switch)");
+}
+
 // The nftables and libiptc filters (in auto's order of preference),
-// rtnetlink and /proc: what front ends get.
+// rtnetlink and /proc: what front ends get. A build without the nftables
+// filter lists its stand-in last, so auto goes straight to libiptc and a
+// spec asking for nftables hears why not.
 struct RealKernel {
-  std::unique_ptr<PacketFilter> nft = test_says_unavailable("nftables")
-                                          ? std::unique_ptr<PacketFilter>(new UnavailableFilter("nftables"))
-                                          : make_nft_filter();
-  std::unique_ptr<PacketFilter> iptc = test_says_unavailable("iptables")
-                                           ? std::unique_ptr<PacketFilter>(new UnavailableFilter("iptables"))
-                                           : std::unique_ptr<PacketFilter>(new IptcFilter());
+  std::unique_ptr<PacketFilter> nft = real_nft_filter();
+  std::unique_ptr<PacketFilter> iptc =
+      test_says_unavailable("iptables")
+          ? unavailable("iptables", "iptables is unavailable (WEIR_TEST_UNAVAILABLE_BACKEND, a test switch)")
+          : std::unique_ptr<PacketFilter>(new IptcFilter());
   NetlinkRouting routing;
   NetlinkLinks links;
-  KernelSide side{{nft.get(), iptc.get()}, routing, links};
+  KernelSide side{kHaveNftables ? std::vector<PacketFilter*>{nft.get(), iptc.get()}
+                                : std::vector<PacketFilter*>{iptc.get(), nft.get()},
+                  routing, links};
 };
 
 // The filters the spec lets this operation use, in order of preference:
@@ -430,6 +452,14 @@ Result<std::string> probe(const CaptureSpec& spec, KernelSide& kernel) {
     refused += std::string(refused.empty() ? "" : "; ") + f->name() + ": " + s.error().message;
   }
   return Error{ErrorKind::Unsupported, "no packet filter takes weir's rules here (" + refused + ")", 0};
+}
+
+const char* nftables_backend() {
+#if WEIR_HAVE_NFTABLES
+  return "built in";
+#else
+  return "not built in (" WEIR_NFTABLES_MISSING_WHY ")";
+#endif
 }
 
 Result<ApplyReport> apply(const NetnsTarget& t, const CaptureSpec& spec) {
