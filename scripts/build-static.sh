@@ -43,8 +43,13 @@ fi
 
 # The optimisation level the tested default build uses (-O2); warnings are
 # gated there (WEIR_WERROR), not here.
+# ccache, where installed, makes a rebuild (the CI test's second run) cheap.
+launcher=()
+if command -v ccache >/dev/null; then
+  launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+fi
 cmake -S "$repo" -B "$build" -G Ninja -DWEIR_STATIC=ON -DWEIR_WERROR=OFF \
-  -DWEIR_STATIC_PREFIX="$deps/prefix" -DCMAKE_BUILD_TYPE="$build_type" \
+  -DWEIR_STATIC_PREFIX="$deps/prefix" -DCMAKE_BUILD_TYPE="$build_type" "${launcher[@]}" \
   -DWEIR_NFTABLES=$nftables -DWEIR_NFTABLES_MISSING_WHY="built without libmnl.a" >/dev/null
 
 # Build only the executables that exist in this tree; say which are missing.

@@ -155,9 +155,9 @@ def traffic(out, nft_built):
             init_argv = [os.path.join(out, "weir-init"), "--outbound-port", "15001", "--inbound-port", "15006",
                          "--proxy-uid", "1337", "--inbound-ports", "*", "--outbound-cidrs", "*"]
             if not nft_built:
-                cp = tb.exec(a, without_test_switch(init_argv + ["--native-nftables"]))
+                cp = tb.exec(a, without_test_switch(init_argv + ["--backend", "nftables"]))
                 check(cp.returncode != 0 and "this build has no nftables backend (built without libmnl.a)" in cp.stderr,
-                      f"static weir-init --native-nftables fails naming why (rc {cp.returncode}, "
+                      f"static weir-init --backend nftables fails naming why (rc {cp.returncode}, "
                       f"{cp.stderr.strip()[-300:]!r})")
                 r = tb.connect(a, peer.addr(8080), uid=1000)
                 check(r.get("landed") == 8080, f"... and installs nothing: outbound goes straight to the peer: {r}")
