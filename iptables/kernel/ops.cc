@@ -165,11 +165,12 @@ bool contains(const std::vector<Family>& fams, Family f) { return std::find(fams
 
 // The families to work on, called inside the namespace. A spec asking for
 // IPv6 in a namespace without IPv6 gets IPv4 only, with a warning (no IPv6
-// traffic can bypass a proxy where there is no IPv6).
-Result<std::vector<Family>> usable_families(const CaptureSpec& spec, const std::string& where, Links& links,
-                                            std::vector<std::string>* warnings) {
+// traffic can bypass a proxy where there is no IPv6). `every`: the
+// namespace's families (all_families()).
+Result<std::vector<Family>> usable_families(const CaptureSpec& spec, const std::string& where,
+                                            const std::vector<Family>& every, std::vector<std::string>* warnings) {
   std::vector<Family> fams = families(spec);
-  if (!contains(fams, Family::V6) || links.has_ipv6()) return fams;
+  if (!contains(fams, Family::V6) || contains(every, Family::V6)) return fams;
   std::erase(fams, Family::V6);
   if (fams.empty())
     return Error{ErrorKind::Unsupported, "the spec asks for IPv6 only, but netns " + where + " has no IPv6", 0};
@@ -177,6 +178,7 @@ Result<std::vector<Family>> usable_families(const CaptureSpec& spec, const std::
   return fams;
 }
 
+// The namespace's families. Asked once per operation: each asking reads /proc.
 std::vector<Family> all_families(Links& links) {
   std::vector<Family> fams{Family::V4};
   if (links.has_ipv6()) fams.push_back(Family::V6);
@@ -341,7 +343,8 @@ Result<ApplyReport> apply(const NetnsTarget& t, const CaptureSpec& spec, KernelS
   auto cands = candidates(kernel, spec.backend);
   if (!cands) return cands.error();
   ApplyReport report;
-  auto fams = usable_families(spec, t.netns_path, kernel.links, &report.warnings);
+  const std::vector<Family> every = all_families(kernel.links);
+  auto fams = usable_families(spec, t.netns_path, every, &report.warnings);
   if (!fams) return fams.error();
   const CapturePolicy wanted = restrict_to(capture_policy(spec), *fams);
   auto rules = xtables::lower(wanted);  // what the report shows (plan() does the same)
@@ -353,7 +356,7 @@ Result<ApplyReport> apply(const NetnsTarget& t, const CaptureSpec& spec, KernelS
   PacketFilter* used = nullptr;
   std::string refused;
   for (PacketFilter* f : *cands) {
-    Transaction tx{kernel, *f, all_families(kernel.links), false, &report.warnings, t.netns_path};
+    Transaction tx{kernel, *f, every, false, &report.warnings, t.netns_path};
     Status s = tx.run(wanted, true);
     if (s) {
       used = f;
@@ -372,7 +375,7 @@ Result<ApplyReport> apply(const NetnsTarget& t, const CaptureSpec& spec, KernelS
   // filter whose kernel interface is missing has nothing to remove.
   for (PacketFilter* other : kernel.filters) {
     if (!other || other == used) continue;
-    auto removed = other->apply(CapturePolicy{}, all_families(kernel.links));
+    auto removed = other->apply(CapturePolicy{}, every);
     if (!removed && removed.error().kind != ErrorKind::Unsupported)
       report.warnings.push_back(std::string("weir's rules in the ") + other->name() +
                                 " backend were not removed: " + removed.error().message);
@@ -385,9 +388,9 @@ Result<CheckReport> check(const NetnsTarget& t, const CaptureSpec& spec, KernelS
   if (Status s = validate(spec); !s) return s.error();
   auto session = begin(t, false);
   if (!session) return session.error();
-  auto fams = usable_families(spec, t.netns_path, kernel.links, nullptr);
-  if (!fams) return fams.error();
   const std::vector<Family> every = all_families(kernel.links);
+  auto fams = usable_families(spec, t.netns_path, every, nullptr);
+  if (!fams) return fams.error();
   auto filter = filter_in_use(kernel, spec.backend, every);
   if (!filter) return filter.error().wrap("check netns " + t.netns_path);
   CheckReport report;
@@ -417,9 +420,10 @@ Status clean(const NetnsTarget& t, KernelSide& kernel) {
   // Every filter: weir's rules may be in any of them (a migration, a
   // backend pinned by an earlier spec). A missing interface has none.
   bool routes_done = false;
+  const std::vector<Family> every = all_families(kernel.links);
   for (PacketFilter* f : kernel.filters) {
     if (!f) continue;
-    Transaction tx{kernel, *f, all_families(kernel.links), !routes_done, nullptr, t.netns_path};
+    Transaction tx{kernel, *f, every, !routes_done, nullptr, t.netns_path};
     Status s = tx.run(CapturePolicy{}, false);
     if (!s && s.error().kind == ErrorKind::Unsupported) continue;
     if (!s) return s.error().wrap(std::string("clean netns ") + t.netns_path + " (" + f->name() + ")");
