@@ -150,12 +150,19 @@ const char* to_string(DiffLine::Kind k) {
   return "?";
 }
 
-nlohmann::json to_json(const PlanDiff& d) {
+// inSync: weir's rules are the plan. foreign: other capture tools' rules
+// (not drift, but check fails on them too).
+nlohmann::json to_json(const CheckReport& r) {
   nlohmann::json lines = nlohmann::json::array();
-  for (const DiffLine& l : d.lines) {
+  for (const DiffLine& l : r.diff.lines) {
     lines.push_back({{"kind", to_string(l.kind)}, {"where", l.where}, {"wanted", l.wanted}, {"live", l.live}});
   }
-  return {{"inSync", d.empty()}, {"diff", lines}};
+  nlohmann::json foreign = nlohmann::json::array();
+  for (const ForeignRules& f : r.foreign) {
+    foreign.push_back({{"tool", f.tool}, {"backend", f.backend}, {"table", f.table}, {"chains", f.chains},
+                       {"message", describe(f)}});
+  }
+  return {{"inSync", r.diff.empty()}, {"diff", lines}, {"foreign", foreign}};
 }
 
 class CheckCommand : public Subcommand {
@@ -171,13 +178,17 @@ class CheckCommand : public Subcommand {
     Result<CheckReport> report = check(in->target, in->spec);
     if (!report) return report.error();
     if (output_.json()) {
-      std::cout << to_json(report->diff).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
-    } else if (!report->diff.empty()) {
-      std::cout << render_diff(report->diff);
+      std::cout << to_json(*report).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
     } else {
-      spdlog::info("{}: weir's rules match the plan", in->target.netns_path);
+      if (!report->diff.empty()) std::cout << render_diff(report->diff);
+      // A pod two tools capture is a problem weir cannot fix (it never
+      // touches another tool's rules): check fails on it, as on drift.
+      for (const ForeignRules& f : report->foreign) std::cout << "other capture tool: " << describe(f) << '\n';
+      if (report->diff.empty())
+        spdlog::info("{}: weir's rules match the plan{}", in->target.netns_path,
+                     report->foreign.empty() ? "" : ", but another capture tool's rules are there too");
     }
-    return report->diff.empty() ? kExitOk : kExitDrift;
+    return report->in_sync() ? kExitOk : kExitDrift;
   }
 
  private:
@@ -192,8 +203,10 @@ class CleanCommand : public Subcommand {
   Result<int> run() override {
     Result<NetnsTarget> t = netns_.target();
     if (!t) return t.error();
-    if (Status st = clean(*t); !st) return st.error();
+    std::vector<std::string> remaining;
+    if (Status st = clean(*t, &remaining); !st) return st.error();
     spdlog::info("removed weir's rules from {}", t->netns_path);
+    for (const std::string& r : remaining) spdlog::warn("{}", r);
     return kExitOk;
   }
 
@@ -218,8 +231,15 @@ class ShowCommand : public Subcommand {
       return kExitOk;
     }
     if (!output_.json()) std::cout << "# weir: rules read from the " << live->backend << " backend\n";
-    if (live->backend == std::string("nftables") && !output_.json()) {
-      std::cout << nft::render_text(live->live);
+    if (live->backend == std::string("nftables")) {
+      // As `nft list table inet weir` (or `nft --json list ...`) shows it,
+      // with each rule's counter.
+      const nft::TextOptions listing{.counters = true, .listing = true};
+      if (output_.json())
+        std::cout << nft::render_json(live->live, listing).dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
+                  << '\n';
+      else
+        std::cout << nft::render_text(live->live, listing);
       return kExitOk;
     }
     print_plan(live->rules, output_, RenderOptions{.counters = true});

@@ -177,6 +177,12 @@ Status apply_annotations(CaptureSpec& spec, const std::map<std::string, std::str
   if (auto it = annotations.find(istio_prefix + "includeOutboundPorts"); it != annotations.end()) {
     if (Status s = apply_include_outbound_ports(spec, "annotation " + it->first, it->second); !s.ok()) return s;
   }
+  // Istio's kubevirtInterfaces means what istio-iptables -k means: the VM's
+  // TCP is redirected whatever the pod's excluded CIDRs and ports (only the
+  // includes choose). weir.dev/kubeVirtExcludes on the pod still wins.
+  if (annotations.count(istio_prefix + "kubevirtInterfaces") != 0 &&
+      annotations.count(weir_prefix + "kubeVirtExcludes") == 0)
+    spec.kube_virt_excludes = KubeVirtExcludes::Ignore;
   if (Status s = validate(spec); !s.ok()) return s.error().wrap("capture spec after the pod's annotations");
   return {};
 }

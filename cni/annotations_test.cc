@@ -100,6 +100,19 @@ TEST_CASE("Istio's annotations with Istio's meanings") {
   CHECK(mixed.find("includeOutboundPorts") != std::string::npos);
 }
 
+TEST_CASE("Istio's kubevirtInterfaces: the VM's TCP is redirected whatever the excludes, as istio-iptables -k") {
+  const std::string p = "traffic.sidecar.istio.io/";
+  CHECK(CaptureSpec{}.kube_virt_excludes == KubeVirtExcludes::Apply);
+  auto s = with({{p + "kubevirtInterfaces", "vif0"}, {p + "excludeOutboundIPRanges", "198.18.5.0/24"}});
+  CHECK(s.kube_virt_interfaces == std::vector<std::string>{"vif0"});
+  CHECK(s.kube_virt_excludes == KubeVirtExcludes::Ignore);
+  // The pod's own weir.dev/kubeVirtExcludes wins over Istio's meaning.
+  auto kept = with({{p + "kubevirtInterfaces", "vif0"}, {"weir.dev/kubeVirtExcludes", "apply"}});
+  CHECK(kept.kube_virt_excludes == KubeVirtExcludes::Apply);
+  // weir.dev/kubeVirtInterfaces alone keeps the configured choice.
+  CHECK(with({{"weir.dev/kubeVirtInterfaces", "vif0"}}).kube_virt_excludes == KubeVirtExcludes::Apply);
+}
+
 TEST_CASE("malformed annotations name the annotation") {
   const std::string p = "traffic.sidecar.istio.io/";
   CHECK(error_of({{p + "excludeOutboundPorts", "70000"}}).find(p + "excludeOutboundPorts") != std::string::npos);

@@ -6,6 +6,7 @@
 #include "cni/error_codes.h"
 #include "cni/pod_decision.h"
 #include "cni/result_document.h"
+#include "rules/foreign.h"
 #include "rules/diff.h"
 
 namespace weir::cni {
@@ -135,6 +136,15 @@ CniResult<nlohmann::json> cmd_check(Invocation& inv) {
     inv.answer.decision = "drifted";
     return CniError{code::kRulesDrifted, "weir's rules in " + inv.env.netns + " differ from what ADD installs for this pod",
                     render_diff(report->diff)};
+  }
+  if (!report->foreign.empty()) {
+    // weir's rules are right, but another tool captures the pod too (weir
+    // never removes its rules): the pod's networking is not as ADD left it.
+    std::string details;
+    for (const ForeignRules& f : report->foreign) details += describe(f) + "\n";
+    inv.answer.decision = "captured twice";
+    return CniError{code::kRulesDrifted, "another capture tool's rules are in " + inv.env.netns + " besides weir's",
+                    details};
   }
   return empty_result(inv);
 }

@@ -19,6 +19,7 @@ class FakeKernel : public KernelOps {
   std::optional<Error> netns_error;  // what opening the namespace fails with, in every operation
   std::optional<Error> apply_error, probe_error;
   PlanDiff drift;
+  std::vector<ForeignRules> foreign;
   std::optional<CaptureSpec> applied, checked;
   std::vector<std::string> apply_warnings;
 
@@ -42,6 +43,7 @@ class FakeKernel : public KernelOps {
     checked = spec;
     CheckReport r;
     r.diff = drift;
+    r.foreign = foreign;
     return r;
   }
   Status clean(const NetnsTarget& t) override {
@@ -206,7 +208,7 @@ TEST_CASE("ADD: a 0.2.0-shaped prevResult is refused, not relabelled") {
   CHECK(b.document["msg"].get<std::string>().find("prevResult.ip4") != std::string::npos);
 }
 
-TEST_CASE("CHECK: drift is 104 with the diff; skipped pods pass; needs 0.4.0") {
+TEST_CASE("CHECK: drift is 104 with the diff, so is another capture tool's rules; skipped pods pass; needs 0.4.0") {
   FakeKernel k;
   CniAnswer ok = run(k, "CHECK", stdin_doc());
   REQUIRE(ok.ok);
@@ -219,6 +221,15 @@ TEST_CASE("CHECK: drift is 104 with the diff; skipped pods pass; needs 0.4.0") {
   CHECK(code_of(d) == 104);
   CHECK(d.document["details"].get<std::string>().find("WEIR_OUTPUT") != std::string::npos);
   CHECK(d.decision == "drifted");
+
+  // weir's rules right, another capture tool's there too: 104, naming them.
+  FakeKernel twice;
+  twice.foreign = {ForeignRules{"Istio", "legacy iptables", "nat", {"ISTIO_OUTPUT"}}};
+  CniAnswer t = run(twice, "CHECK", stdin_doc());
+  CHECK(code_of(t) == 104);
+  CHECK(t.document["msg"].get<std::string>().find("another capture tool's rules") != std::string::npos);
+  CHECK(t.document["details"].get<std::string>().find("Istio's ISTIO_OUTPUT in legacy iptables nat") == 0);
+  CHECK(t.decision == "captured twice");
 
   FakeKernel skipped;
   CHECK(run(skipped, "CHECK", stdin_doc("1.0.0", json::object())).ok);

@@ -256,6 +256,10 @@ Result<IstioCommand> istio_command(const IstioFlags& f, const NameserverSource& 
   auto virt_if = parse_interface_list(flag("k", "kube-virt-interfaces"), f.kube_virt_interfaces);
   if (!virt_if) return virt_if.error();
   s.kube_virt_interfaces = *virt_if;
+  // Istio redirects TCP arriving on a kube-virt interface to the outbound
+  // port whatever -x and -o say (its rule jumps past them); so does its
+  // command line here.
+  s.kube_virt_excludes = KubeVirtExcludes::Ignore;
 
   s.drop_invalid = f.drop_invalid;
   // Istio's native nftables mode (1.27): weir's nftables backend.

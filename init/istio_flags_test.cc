@@ -12,6 +12,8 @@
 #include <doctest/doctest.h>
 
 #include "frontend/capture_flags.h"
+#include "rules/explain.h"
+#include "rules/plan.h"
 
 namespace weir {
 namespace {
@@ -216,6 +218,32 @@ TEST_CASE("istio: -q with a CIDR list in -i is refused, naming both flags") {
   REQUIRE_FALSE(c.ok());
   CHECK(c.error().message.find("-q/--istio-outbound-ports") != std::string::npos);
   CHECK(c.error().message.find("-i/--istio-service-cidr") != std::string::npos);
+}
+
+TEST_CASE("istio: -k redirects the VM's TCP whatever -x and -o say, as istio-iptables") {
+  auto c = istio({"-k", "vif0", "-i", "*", "-x", "2001:db8::/32,198.18.9.0/24", "-o", "5432", "--dual-stack"});
+  REQUIRE(c.ok());
+  CHECK(c->spec.kube_virt_excludes == KubeVirtExcludes::Ignore);
+  // What istio-iptables installs: -I PREROUTING 1 -i vif0 -j ISTIO_REDIRECT.
+  const CapturePolicy policy = capture_policy(c->spec);
+  for (const char* dst : {"2001:db8::1", "198.18.9.1", "198.19.0.1"}) {
+    for (uint16_t port : {80, 5432}) {
+      CAPTURE(dst);
+      CAPTURE(port);
+      PacketQuery q;
+      q.hook = Packet::Hook::Prerouting;
+      q.dst = *parse_cidr(dst);
+      q.dport = port;
+      q.in_iface = "vif0";
+      auto k = make_packet(q);
+      REQUIRE(k.ok());
+      const Explanation e = explain(policy, *k);
+      CHECK(e.verdict.kind == ExplainVerdict::Redirected);
+      CHECK(e.verdict.port == 15001);
+    }
+  }
+  // weir's own command line keeps the default.
+  CHECK(CaptureSpec{}.kube_virt_excludes == KubeVirtExcludes::Apply);
 }
 
 TEST_CASE("istio: interfaces, DNS, drop-invalid, dual stack") {

@@ -24,6 +24,7 @@
 #include "init/linkerd_flags.h"
 #include "kernel/netns.h"
 #include "kernel/ops.h"
+#include "rules/nft/ruleset.h"
 #include "rules/plan.h"
 #include "rules/xtables/render.h"
 #include "kernel/links.h"
@@ -107,12 +108,22 @@ enum class Action { Apply, DryRun, Clean };
 Status run_action(Action action, const CaptureSpec& spec, const std::string& netns) {
   switch (action) {
     case Action::DryRun:
-      std::cout << render_plan(plan(spec));
+      // In the backend's own form: what `weir plan` prints for the spec.
+      // auto prints the iptables form (a dry run probes no kernel).
+      if (spec.backend == FilterBackend::Nftables) {
+        const CapturePolicy policy = capture_policy(spec);
+        if (Status s = nft::check(policy); !s) return s.error();
+        std::cout << "# weir: nftables rules (nft -f input)\n" << nft::render_text(policy);
+      } else {
+        std::cout << render_plan(plan(spec));
+      }
       return {};
     case Action::Clean: {
       auto t = target_for(netns);
-      if (auto s = clean(t); !s) return s.error().wrap("clean " + t.netns_path);
+      std::vector<std::string> remaining;
+      if (auto s = clean(t, &remaining); !s) return s.error().wrap("clean " + t.netns_path);
       spdlog::info("removed weir's rules from {}", t.netns_path);
+      for (const auto& r : remaining) spdlog::warn("{}", r);
       return {};
     }
     case Action::Apply: {
@@ -156,7 +167,9 @@ int run_native(int argc, char** argv) {
   flags.bind(app, {.env_prefix = "WEIR_", .group = "Capture", .config_flag = true});
   bool dry_run = false, cleanup = false;
   std::string netns, log_level = "info";
-  app.add_flag("--dry-run", dry_run, "print the rules (iptables-save text), change nothing")->envname("WEIR_DRY_RUN");
+  app.add_flag("--dry-run", dry_run,
+               "print the rules (iptables-save text; nft -f input with --backend nftables), change nothing")
+      ->envname("WEIR_DRY_RUN");
   app.add_flag("--cleanup", cleanup, "remove weir's rules instead of installing them")->envname("WEIR_CLEANUP");
   app.add_option("--netns", netns, "target network namespace (path, name, pid:N); default: this one")
       ->envname("WEIR_NETNS");
@@ -212,7 +225,8 @@ int run_istio(int argc, char** argv) {
       spdlog::info("--dry-run: would remove weir's rules; nothing changed");
       return kExitOk;
     }
-    if (cmd->apply) (void)run_action(Action::DryRun, cmd->spec, "");
+    if (cmd->apply)
+      if (auto s = run_action(Action::DryRun, cmd->spec, ""); !s) return fail("istio-iptables", s.error().message, kExitFailed);
     if (cmd->validate) spdlog::info("--dry-run: validation skipped (no rules were installed)");
     return kExitOk;
   }

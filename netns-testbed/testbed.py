@@ -42,6 +42,12 @@ API (all timeouts bounded; every call raises TestbedError on failure unless said
         #  -> {"rcode","answers":[...],"report":{the answering server's report}|None}
         tb.exec(a, ["iptables-legacy-save"])        # CompletedProcess, in the pod's netns
         tb.iptables_save(a, 4|6)                    # text
+        backend_in_use()                  # "nftables" or "iptables": what auto picks in this run
+        tb.weir_rules(a)                  # weir's rules in that backend's form, normalized
+        tb.weir_leftovers(a, "iptables")  # "" when nothing of weir's is in that backend
+        tb.nft_weir_rules(a)              # rules of table inet weir (nft --json), [] without it
+        tb.delete_weir_rule(a, 4, "WEIR_OUTPUT", 1)   # drift made by hand, in the backend in use
+        tb.flush_weir_chain(a, 6, "WEIR_OUTPUT")
         proc.stop()                       # also done by tb.close()/the with-block
     # leaving the with-block (or tb.close(), atexit, SIGINT/SIGTERM) kills every process
     # the testbed started, runs nothing else, and deletes its namespaces and temp dir.
@@ -71,6 +77,7 @@ import itertools
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -83,7 +90,7 @@ import weakref
 
 __all__ = [
     "Testbed", "Pod", "Proc", "CniCall", "TestbedError", "require_root", "cleanup",
-    "bin_dir", "probe_bin", "SUBNET4", "SUBNET6", "GATEWAY4", "GATEWAY6",
+    "bin_dir", "probe_bin", "backend_in_use", "other_backend", "SUBNET4", "SUBNET6", "GATEWAY4", "GATEWAY6",
 ]
 
 SUBNET4 = "198.18.0.0/24"
@@ -111,6 +118,18 @@ def require_root() -> None:
         if shutil.which(tool) is None:
             print(f"SKIP: {tool} not found (install iproute2)", file=sys.stderr)
             sys.exit(77)
+
+
+def backend_in_use() -> str:
+    """The packet filter weir's `auto` picks in this run: "iptables" (legacy
+    xtables) when the test switch WEIR_TEST_UNAVAILABLE_BACKEND=nftables hides
+    nf_tables (kernel/ops.cc), else "nftables" (this kernel takes weir's
+    ruleset, so auto picks it, also with the switch unset)."""
+    return "iptables" if os.environ.get("WEIR_TEST_UNAVAILABLE_BACKEND") == "nftables" else "nftables"
+
+
+def other_backend(backend: str | None = None) -> str:
+    return "iptables" if (backend or backend_in_use()) == "nftables" else "nftables"
 
 
 def bin_dir() -> str:
@@ -742,6 +761,97 @@ class Testbed:
     def iptables_save(self, where, family: int = 4) -> str:
         tool = "iptables-legacy-save" if family == 4 else "ip6tables-legacy-save"
         return self.exec(where, [tool], check=True).stdout
+
+    # ------------------------------------------------------------ weir's rules, either backend
+
+    def nft_weir(self, where) -> list[dict] | None:
+        """The objects of `nft --json list table inet weir` in a namespace (table,
+        chains, sets, rules: each a one-key dict), or None when there is no such table."""
+        cp = self.exec(where, ["nft", "--json", "list", "table", "inet", "weir"])
+        if cp.returncode != 0:
+            if "No such file or directory" in cp.stderr:
+                return None
+            raise TestbedError(f"nft --json list table inet weir in {self._ns_of(where)}: {cp.stderr.strip()}")
+        return [o for o in json.loads(cp.stdout)["nftables"] if "metainfo" not in o]
+
+    def nft_weir_rules(self, where) -> list[dict]:
+        """The rules of table inet weir ([] without the table): dicts with
+        "chain", "handle", "expr" and "comment" (the rule's reason)."""
+        return [o["rule"] for o in self.nft_weir(where) or [] if "rule" in o]
+
+    def weir_rules(self, where, backend: str | None = None) -> str:
+        """weir's rules in a namespace as `backend` (default: the one in use,
+        backend_in_use()) shows them, normalized so runs compare (counters
+        zeroed, comments of iptables-save dropped):
+          iptables: iptables-legacy-save + ip6tables-legacy-save, every table
+                    (so a foreign rule is part of it too);
+          nftables: `nft list table inet weir`, "" when there is none."""
+        backend = backend or backend_in_use()
+        if backend == "nftables":
+            cp = self.exec(where, ["nft", "list", "table", "inet", "weir"])
+            if cp.returncode != 0:
+                return ""
+            return re.sub(r"counter packets \d+ bytes \d+", "counter packets 0 bytes 0", cp.stdout)
+        out = []
+        for fam in (4, 6):
+            out += [re.sub(r"\[\d+:\d+\]", "[0:0]", ln) for ln in self.iptables_save(where, fam).splitlines()
+                    if not ln.startswith("#")]
+        return "\n".join(out)
+
+    def weir_leftovers(self, where, backend: str) -> str:
+        """What of weir's sits in `backend` in a namespace: "" when nothing;
+        else the WEIR_ lines of iptables-legacy-save (both families) or the
+        listing of table inet weir."""
+        if backend == "nftables":
+            return self.weir_rules(where, "nftables")
+        return "\n".join(ln for ln in self.weir_rules(where, "iptables").splitlines() if "WEIR_" in ln)
+
+    @staticmethod
+    def nft_chain(family: int, chain: str, table: str = "nat") -> str:
+        """The name weir's nftables backend gives xtables chain `chain` of
+        `table` for IPv4 or IPv6 (WEIR_OUTPUT of nat, IPv6: ip6_nat_WEIR_OUTPUT)."""
+        return f"{'ip' if family == 4 else 'ip6'}_{table}_{chain}"
+
+    def delete_weir_rule(self, where, family: int, chain: str = "WEIR_OUTPUT", index: int = 1,
+                         table: str = "nat", backend: str | None = None) -> None:
+        """Deletes weir's rule number `index` (from 1) of `chain` behind weir's
+        back, as an admin would: `iptables-legacy -D` or `nft delete rule`."""
+        backend = backend or backend_in_use()
+        if backend == "iptables":
+            tool = "iptables-legacy" if family == 4 else "ip6tables-legacy"
+            self.exec(where, [tool, "-t", table, "-D", chain, str(index)], check=True)
+            return
+        name = self.nft_chain(family, chain, table)
+        rules = [r for r in self.nft_weir_rules(where) if r["chain"] == name]
+        if len(rules) < index:
+            raise TestbedError(f"table inet weir chain {name} has {len(rules)} rules, not {index}")
+        self.exec(where, ["nft", "delete", "rule", "inet", "weir", name, "handle", str(rules[index - 1]["handle"])],
+                  check=True)
+
+    def flush_weir_chain(self, where, family: int, chain: str = "WEIR_OUTPUT", table: str = "nat",
+                         backend: str | None = None) -> None:
+        """Empties one of weir's chains behind weir's back (-F, or nft flush chain)."""
+        backend = backend or backend_in_use()
+        if backend == "iptables":
+            tool = "iptables-legacy" if family == 4 else "ip6tables-legacy"
+            self.exec(where, [tool, "-t", table, "-F", chain], check=True)
+            return
+        self.exec(where, ["nft", "flush", "chain", "inet", "weir", self.nft_chain(family, chain, table)], check=True)
+
+    def weir_base_jumps(self, where, family: int, builtin: str, backend: str | None = None) -> list:
+        """weir's jumps from the nat base chain `builtin` (PREROUTING or OUTPUT)
+        for one family: iptables-legacy-save lines, or rules of table inet weir."""
+        backend = backend or backend_in_use()
+        if backend == "iptables":
+            return [ln for ln in self.iptables_save(where, family).splitlines()
+                    if ln.startswith(f"-A {builtin} ") and "-j WEIR_" in ln]
+        prefix = self.nft_chain(family, "WEIR_")
+        return [r for r in self.nft_weir_rules(where) if r["chain"] == f"nat_{builtin.lower()}"
+                and any(e.get("jump", {}).get("target", "").startswith(prefix) for e in r["expr"])]
+
+    def weir_installed(self, where, backend: str | None = None) -> bool:
+        """Whether weir's rules are in `backend` (default: the one in use)."""
+        return self.weir_leftovers(where, backend or backend_in_use()) != ""
 
 
 # ---------------------------------------------------------------- CLI

@@ -485,6 +485,68 @@ TEST_CASE("clean: removes weir's rules only; succeeds on an empty namespace") {
   CHECK(clean(ns.target()).ok());
 }
 
+TEST_CASE("foreign: Istio's and Linkerd's legacy chains are reported by apply and check, and stay through clean") {
+  REQUIRE_ROOT();
+  TestNs ns;
+  {
+    auto ns_fd = Netns::open(ns.path());
+    REQUIRE(ns_fd.ok());
+    auto g = NetnsGuard::enter(*ns_fd);
+    REQUIRE(g.ok());
+    // Before any table is used, looking creates none.
+    auto none = IptcFilter().foreign_rules();
+    REQUIRE(none.ok());
+    CHECK(none->empty());
+  }
+  CHECK(ns.save().empty());
+  REQUIRE(sh(ns.exec("iptables-legacy -t nat -N ISTIO_INBOUND")).code == 0);
+  REQUIRE(sh(ns.exec("iptables-legacy -t nat -N ISTIO_REDIRECT")).code == 0);
+  REQUIRE(sh(ns.exec("iptables-legacy -t nat -A ISTIO_REDIRECT -p tcp -j REDIRECT --to-ports 15001")).code == 0);
+  REQUIRE(sh(ns.exec("iptables-legacy -t nat -A OUTPUT -p tcp -j ISTIO_REDIRECT")).code == 0);
+  REQUIRE(sh(ns.exec("iptables-legacy -t nat -N PROXY_INIT_OUTPUT")).code == 0);
+  REQUIRE(sh(ns.exec("ip6tables-legacy -t mangle -N ISTIO_PRERT")).code == 0);
+  REQUIRE(sh(ns.exec("iptables-legacy -t filter -N ISTIO_FILTERED")).code == 0);  // filter: not looked at
+  ns.touch_tables();
+  const std::string v4 = ns.save(), v6 = ns.save(Family::V6);
+  auto rep = apply(ns.target(), CaptureSpec{});
+  REQUIRE_MESSAGE(rep.ok(), rep.error().message);
+  CHECK(rep->foreign == std::vector<ForeignRules>{{"Istio", "legacy iptables", "nat", {"ISTIO_INBOUND", "ISTIO_REDIRECT"}},
+                                                  {"Linkerd", "legacy iptables", "nat", {"PROXY_INIT_OUTPUT"}},
+                                                  {"Istio", "legacy ip6tables", "mangle", {"ISTIO_PRERT"}}});
+  bool warned = false;
+  for (const auto& w : rep->warnings)
+    warned |= w.rfind("Istio's ISTIO_INBOUND, ISTIO_REDIRECT in legacy iptables nat: another capture tool's rules", 0) == 0;
+  CHECK(warned);
+  auto chk = check(ns.target(), CaptureSpec{});
+  REQUIRE(chk.ok());
+  CHECK(chk->diff.empty());
+  CHECK(chk->foreign == rep->foreign);
+  CHECK_FALSE(chk->in_sync());
+  std::vector<std::string> remaining;
+  REQUIRE(clean(ns.target(), &remaining).ok());
+  CHECK(remaining.size() == 3);
+  CHECK(ns.save() == v4);  // byte for byte, counters included (no packet went through)
+  CHECK(ns.save(Family::V6) == v6);
+}
+
+TEST_CASE("foreign: what looking for other tools' legacy chains costs an apply (information only)") {
+  REQUIRE_ROOT();
+  TestNs ns;
+  REQUIRE(apply(ns.target(), tproxy_spec()).ok());  // nat, mangle and raw in use, both families
+  inside(ns, [&] {
+    IptcFilter filter;
+    std::vector<double> us;
+    for (int i = 0; i < 200; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      auto found = filter.foreign_rules();
+      us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+      REQUIRE(found.ok());
+    }
+    std::sort(us.begin(), us.end());
+    MESSAGE("IptcFilter::foreign_rules median: " << us[us.size() / 2] << " us (tables in use opened, 200 calls)");
+  });
+}
+
 TEST_CASE("check: clean after apply, reports a rule deleted by hand") {
   REQUIRE_ROOT();
   TestNs ns;
@@ -616,12 +678,82 @@ TEST_CASE("apply: a failure in the second commit leaves the namespace exactly as
     CHECK(ns.save(Family::V4) == before4);
     CHECK(ns.save(Family::V6) == before6);
     CHECK(sh("ip -n " + ns.name() + " rule").out == rules);
-    // And one that fails late (fourth commit: the last table of IPv6).
+    // And one that fails late (fourth commit: the last table, IPv4 nat).
     RealKernel late(IptcOptions{4, 10});
     auto rep2 = apply(ns.target(), tproxy_spec(), late.side);
     REQUIRE_FALSE(rep2.ok());
     CHECK(ns.save(Family::V4) == before4);
     CHECK(ns.save(Family::V6) == before6);
+  }
+}
+
+TEST_CASE("apply, spec change and clean: stopped between two commits, the half state is the one the order allows") {
+  // libiptc commits a table at a time; a kill -9 between two commits leaves
+  // the ones before it. The order (filter.cc, commit_order): IPv6 before
+  // IPv4, raw and mangle before nat; clean backwards. So the tables on the
+  // new state are always a prefix of this list.
+  REQUIRE_ROOT();
+  const std::vector<std::pair<Family, std::string>> order{{Family::V6, "raw"}, {Family::V6, "mangle"},
+                                                          {Family::V6, "nat"}, {Family::V4, "raw"},
+                                                          {Family::V4, "mangle"}, {Family::V4, "nat"}};
+  CaptureSpec a;  // a table of each kind in both families
+  a.backend = FilterBackend::Iptables;
+  a.mode = InboundMode::Tproxy;
+  a.dns.capture = true;
+  CaptureSpec b = a;  // differs in every table: raw and nat by the DNS port, mangle by the mark
+  b.dns.port = 15054;
+  b.tproxy_mark = 1400;
+  // Which of `order` hold what spec `want` gives (by their weir lines).
+  auto on = [&](const TestNs& ns, const std::optional<CaptureSpec>& want) {
+    std::map<Family, WeirLines> wanted;
+    if (want) {
+      TestNs ref;
+      REQUIRE(apply(ref.target(), *want).ok());
+      for (Family f : {Family::V4, Family::V6}) wanted[f] = weir_lines(ref.save(f));
+    }
+    std::vector<bool> out;
+    for (const auto& [f, table] : order) {
+      WeirLines live = weir_lines(ns.save(f));
+      const bool has = live.count(table) != 0;
+      out.push_back(want ? has && wanted[f].count(table) && live[table] == wanted[f][table] : !has);
+    }
+    return out;
+  };
+  auto prefix = [](size_t n) {
+    std::vector<bool> v(6, false);
+    for (size_t i = 0; i < n; ++i) v[i] = true;
+    return v;
+  };
+  for (int n = 1; n <= 6; ++n) {
+    CAPTURE(n);
+    {
+      TestNs ns;
+      RealKernel stopped(IptcOptions{.abandon_after_commit = n});
+      CHECK_FALSE(apply(ns.target(), a, stopped.side).ok());
+      CHECK(on(ns, a) == prefix(static_cast<size_t>(n)));
+      REQUIRE(apply(ns.target(), a).ok());  // the next apply repairs
+      auto checked = check(ns.target(), a);
+      REQUIRE(checked.ok());
+      CHECK_MESSAGE(checked->diff.empty(), render_diff(checked->diff));
+    }
+    {
+      TestNs ns;
+      REQUIRE(apply(ns.target(), a).ok());
+      RealKernel stopped(IptcOptions{.abandon_after_commit = n});
+      CHECK_FALSE(apply(ns.target(), b, stopped.side).ok());
+      CHECK(on(ns, b) == prefix(static_cast<size_t>(n)));
+      std::vector<bool> rest = on(ns, a);
+      for (size_t i = 0; i < 6; ++i) CHECK(rest[i] == (i >= static_cast<size_t>(n)));
+    }
+    {
+      TestNs ns;
+      REQUIRE(apply(ns.target(), a).ok());
+      RealKernel stopped(IptcOptions{.abandon_after_commit = n});
+      CHECK_FALSE(clean(ns.target(), stopped.side).ok());
+      CHECK(on(ns, a) == prefix(static_cast<size_t>(6 - n)));  // removed from the end
+      std::vector<bool> gone = on(ns, std::nullopt);
+      for (size_t i = 0; i < 6; ++i) CHECK(gone[i] == (i >= static_cast<size_t>(6 - n)));
+    }
   }
 }
 

@@ -320,6 +320,20 @@ Result<CapturePolicy> read_live(KernelSide& kernel, PacketFilter& filter, const 
   return live;
 }
 
+// Other capture tools' rules, as every filter sees them in its kernel
+// interface (one whose interface is missing sees none). Called inside the
+// namespace.
+Result<std::vector<ForeignRules>> foreign_rules_in(const KernelSide& kernel) {
+  std::vector<ForeignRules> out;
+  for (PacketFilter* f : kernel.filters) {
+    if (!f) continue;
+    auto found = f->foreign_rules();
+    if (!found) return found.error().wrap(std::string("look for other capture tools' rules (") + f->name() + ")");
+    out.insert(out.end(), found->begin(), found->end());
+  }
+  return out;
+}
+
 }  // namespace
 
 Status open_target(const NetnsTarget& t) {
@@ -380,6 +394,13 @@ Result<ApplyReport> apply(const NetnsTarget& t, const CaptureSpec& spec, KernelS
       report.warnings.push_back(std::string("weir's rules in the ") + other->name() +
                                 " backend were not removed: " + removed.error().message);
   }
+  // Another capture tool's rules: left as they are (not weir's), reported.
+  if (auto foreign = foreign_rules_in(kernel); !foreign) {
+    report.warnings.push_back(foreign.error().message);
+  } else {
+    for (const ForeignRules& f : *foreign) report.warnings.push_back(describe(f) + " (netns " + t.netns_path + ")");
+    report.foreign = std::move(*foreign);
+  }
   link_warnings(spec, t.netns_path, kernel.links, report.warnings);
   return report;
 }
@@ -411,10 +432,13 @@ Result<CheckReport> check(const NetnsTarget& t, const CaptureSpec& spec, KernelS
                                            std::string("weir's rules are also in the ") + other->name() +
                                                " backend (apply with " + (*filter)->name() + " removes them)"});
   }
+  auto foreign = foreign_rules_in(kernel);
+  if (!foreign) return foreign.error().wrap("check netns " + t.netns_path);
+  report.foreign = std::move(*foreign);
   return report;
 }
 
-Status clean(const NetnsTarget& t, KernelSide& kernel) {
+Status clean(const NetnsTarget& t, KernelSide& kernel, std::vector<std::string>* remaining) {
   auto session = begin(t, true);
   if (!session) return session.error();
   // Every filter: weir's rules may be in any of them (a migration, a
@@ -428,6 +452,14 @@ Status clean(const NetnsTarget& t, KernelSide& kernel) {
     if (!s && s.error().kind == ErrorKind::Unsupported) continue;
     if (!s) return s.error().wrap(std::string("clean netns ") + t.netns_path + " (" + f->name() + ")");
     routes_done = true;
+  }
+  if (remaining) {
+    // weir's rules are gone; what another tool left is not weir's to remove.
+    auto foreign = foreign_rules_in(kernel);
+    if (!foreign) remaining->push_back(foreign.error().message);
+    else
+      for (const ForeignRules& f : *foreign)
+        remaining->push_back(describe_remaining(f) + " (netns " + t.netns_path + ")");
   }
   return {};
 }
@@ -476,9 +508,9 @@ Result<CheckReport> check(const NetnsTarget& t, const CaptureSpec& spec) {
   return check(t, spec, k.side);
 }
 
-Status clean(const NetnsTarget& t) {
+Status clean(const NetnsTarget& t, std::vector<std::string>* remaining) {
   RealKernel k;
-  return clean(t, k.side);
+  return clean(t, k.side, remaining);
 }
 
 Result<ShowReport> show(const NetnsTarget& t) {

@@ -13,6 +13,7 @@
 #include "kernel/packet_filter.h"
 #include "kernel/routing.h"
 #include "rules/diff.h"
+#include "rules/foreign.h"
 #include "rules/model.h"
 #include "rules/spec.h"
 
@@ -40,6 +41,8 @@ struct ApplyReport {
   std::string backend;                // the filter that installed it: "nftables" or "iptables"
   RulePlan plan;                      // what was installed, in xtables form
   std::vector<std::string> warnings;  // e.g. "excluded interface eth7 does not exist"
+  // Other capture tools' rules in the namespace (also one warning each).
+  std::vector<ForeignRules> foreign;
 };
 
 // Opens the target as apply() and clean() do before they act, and changes
@@ -64,6 +67,9 @@ Status in_netns(const NetnsTarget& t, const std::function<Status()>& fn, bool* e
 // A spec asking for IPv6 in a namespace without IPv6 gets IPv4 only (with a
 // warning); IPv6 only is then an error. Error (and nothing changed) when the
 // namespace has IPv6 but weir cannot install IPv6 rules.
+// Other capture tools' rules found there (Istio's, Linkerd's; every filter
+// looks in its kernel interface, rules/foreign.h) are left as they are and
+// reported, each as a warning.
 Result<ApplyReport> apply(const NetnsTarget& t, const CaptureSpec& spec, KernelSide& kernel);
 Result<ApplyReport> apply(const NetnsTarget& t, const CaptureSpec& spec);  // the real kernel
 
@@ -80,15 +86,22 @@ struct CheckReport {
   CapturePolicy wanted, live;
   std::string backend;  // the filter whose rules were compared
   PlanDiff diff;  // empty when the live rules are the plan
+  // Other capture tools' rules in the namespace, in any backend. Not drift:
+  // apply leaves them (they are not weir's), so applying again cannot make
+  // them go; but the pod may be captured twice, so front ends report them
+  // as a problem (`weir check` and CNI CHECK fail).
+  std::vector<ForeignRules> foreign;
+  bool in_sync() const { return diff.empty() && foreign.empty(); }
 };
 Result<CheckReport> check(const NetnsTarget& t, const CaptureSpec& spec, KernelSide& kernel);
 Result<CheckReport> check(const NetnsTarget& t, const CaptureSpec& spec);
 
 // Removes weir's rules and policy routes for both families (not ::6: weir
 // cannot tell its own from one the pod's runtime added). Succeeds when none
-// exist. All or nothing like apply.
-Status clean(const NetnsTarget& t, KernelSide& kernel);
-Status clean(const NetnsTarget& t);
+// exist. All or nothing like apply. Other capture tools' rules stay; when
+// `remaining` is given, it gets one line (describe()) for each.
+Status clean(const NetnsTarget& t, KernelSide& kernel, std::vector<std::string>* remaining = nullptr);
+Status clean(const NetnsTarget& t, std::vector<std::string>* remaining = nullptr);
 
 // weir's live rules (with counters) and policy routes for both families.
 Result<ShowReport> show(const NetnsTarget& t, KernelSide& kernel);

@@ -50,6 +50,11 @@ class FakeFilter : public PacketFilter {
 
   Result<CapturePolicy> read(const std::vector<Family>& families) override { return read_now(families); }
   CapturePolicy canonical(const CapturePolicy& policy) const override { return policy; }
+  Result<std::vector<ForeignRules>> foreign_rules() override {
+    ++foreign_calls;
+    if (foreign_errno) return system_error(ErrorKind::Kernel, "list the nftables tables", foreign_errno);
+    return foreign;
+  }
 
   CapturePolicy read_now(const std::vector<Family>& families) const {
     CapturePolicy out;
@@ -63,6 +68,12 @@ class FakeFilter : public PacketFilter {
   std::vector<CapturePolicy> applied;
   int apply_calls = 0;
   int fail_apply_at = 0;  // 1-based; 0 = never
+  // Other capture tools' rules this filter's kernel interface holds: apply
+  // and clean must never change them (the fake has no way to, and ops no
+  // call that could).
+  std::vector<ForeignRules> foreign;
+  int foreign_errno = 0;
+  int foreign_calls = 0;
 };
 
 class FakeRouting : public PolicyRouting {
@@ -410,6 +421,111 @@ TEST_CASE("ops show: the filter's rules and the routes, in xtables form") {
 }
 
 // ---------------------------------------------------------------------------
+// Other capture tools' rules (issue 10, item 6): reported, never removed.
+
+const ForeignRules kIstioLegacy{"Istio", "legacy iptables", "nat", {"ISTIO_INBOUND", "ISTIO_OUTPUT"}};
+const ForeignRules kIstioNative{"Istio", "nftables", "inet istio-proxy-nat", {}};
+const ForeignRules kLinkerdNft{"Linkerd", "iptables-nft", "ip nat", {"PROXY_INIT_OUTPUT", "PROXY_INIT_REDIRECT"}};
+
+// Two filters, as the real kernel side has (nftables, then libiptc).
+struct TwoFilters {
+  FakeFilter nft, iptc;
+  FakeRouting routing;
+  FakeLinks links;
+  KernelSide side{{&nft, &iptc}, routing, links};
+};
+
+TEST_CASE("ops apply: other capture tools' rules in any backend are one warning each, and apply still applies") {
+  TwoFilters k;
+  k.nft.foreign = {kIstioNative, kLinkerdNft};
+  k.iptc.foreign = {kIstioLegacy};
+  auto rep = apply(own(), CaptureSpec{}, k.side);
+  REQUIRE_MESSAGE(rep.ok(), rep.error().message);
+  CHECK(k.nft.has(Family::V4));  // installed all the same
+  CHECK(rep->foreign == std::vector<ForeignRules>{kIstioNative, kLinkerdNft, kIstioLegacy});
+  const std::string w = joined(rep->warnings);
+  CHECK(w.find("Istio's table inet istio-proxy-nat in nftables: another capture tool's rules; weir leaves them, "
+               "but traffic may be captured twice (netns /proc/self/ns/net)") != std::string::npos);
+  CHECK(w.find("Linkerd's PROXY_INIT_OUTPUT, PROXY_INIT_REDIRECT in iptables-nft ip nat: another capture tool's "
+               "rules") != std::string::npos);
+  CHECK(w.find("Istio's ISTIO_INBOUND, ISTIO_OUTPUT in legacy iptables nat: another capture tool's rules") !=
+        std::string::npos);
+  // Still there for the next look: nothing in apply took them away.
+  CHECK(k.nft.foreign == std::vector<ForeignRules>{kIstioNative, kLinkerdNft});
+  CHECK(k.iptc.foreign == std::vector<ForeignRules>{kIstioLegacy});
+
+  // None: no warning about them.
+  TwoFilters clean_pod;
+  auto quiet = apply(own(), CaptureSpec{}, clean_pod.side);
+  REQUIRE(quiet.ok());
+  CHECK(quiet->foreign.empty());
+  CHECK(joined(quiet->warnings).find("capture tool") == std::string::npos);
+  CHECK(clean_pod.nft.foreign_calls == 1);
+  CHECK(clean_pod.iptc.foreign_calls == 1);
+}
+
+TEST_CASE("ops apply: looking for other tools' rules fails -> a warning; weir's rules are applied") {
+  TwoFilters k;
+  k.nft.foreign_errno = EIO;
+  auto rep = apply(own(), CaptureSpec{}, k.side);
+  REQUIRE_MESSAGE(rep.ok(), rep.error().message);
+  CHECK(k.nft.has(Family::V4));
+  CHECK(joined(rep->warnings).find("look for other capture tools' rules (fake): list the nftables tables") !=
+        std::string::npos);
+}
+
+TEST_CASE("ops check: other tools' rules are a problem of their own, not drift; an apply does not change them") {
+  TwoFilters k;
+  REQUIRE(apply(own(), CaptureSpec{}, k.side).ok());
+  auto ok = check(own(), CaptureSpec{}, k.side);
+  REQUIRE_MESSAGE(ok.ok(), ok.error().message);
+  CHECK(ok->in_sync());
+
+  k.iptc.foreign = {kIstioLegacy};
+  auto twice = check(own(), CaptureSpec{}, k.side);
+  REQUIRE(twice.ok());
+  CHECK(twice->diff.empty());  // weir's own rules are right: re-applying would not help
+  CHECK(twice->foreign == std::vector<ForeignRules>{kIstioLegacy});
+  CHECK_FALSE(twice->in_sync());
+
+  // With drift too, both are reported.
+  k.nft.state.erase(Family::V6);
+  auto both = check(own(), CaptureSpec{}, k.side);
+  REQUIRE(both.ok());
+  CHECK_FALSE(both->diff.empty());
+  CHECK(both->foreign.size() == 1);
+
+  // A failure to look is check's failure: "in sync" would be a guess.
+  k.nft.foreign_errno = EIO;
+  auto failed = check(own(), CaptureSpec{}, k.side);
+  REQUIRE_FALSE(failed.ok());
+  CHECK(failed.error().message.find("check netns /proc/self/ns/net: look for other capture tools' rules") == 0);
+}
+
+TEST_CASE("ops clean: weir's rules go, other tools' stay and are named when asked") {
+  TwoFilters k;
+  k.nft.foreign = {kIstioNative};
+  k.iptc.foreign = {kIstioLegacy};
+  REQUIRE(apply(own(), CaptureSpec{}, k.side).ok());
+  std::vector<std::string> remaining;
+  REQUIRE(clean(own(), k.side, &remaining).ok());
+  CHECK(k.nft.state.empty());
+  CHECK(k.iptc.state.empty());
+  REQUIRE(remaining.size() == 2);
+  CHECK(remaining[0] ==
+        "Istio's table inet istio-proxy-nat in nftables remains: another capture tool's rules, which weir does not "
+        "remove; that tool may still capture the traffic (netns /proc/self/ns/net)");
+  CHECK(remaining[1].find("Istio's ISTIO_INBOUND, ISTIO_OUTPUT in legacy iptables nat remain") == 0);
+  CHECK(k.nft.foreign == std::vector<ForeignRules>{kIstioNative});
+
+  // Not asked (CNI DEL): not looked for at all.
+  TwoFilters del;
+  del.iptc.foreign = {kIstioLegacy};
+  REQUIRE(clean(own(), del.side).ok());
+  CHECK(del.iptc.foreign_calls == 0);
+}
+
+// ---------------------------------------------------------------------------
 // Namespace paths that need no root (issue 12: items 2, 4, 7).
 
 struct TempDir {
@@ -488,10 +604,15 @@ TEST_CASE("netns and netlink: out of descriptors is named EMFILE, not 'not found
   Result<Netns> ns = Error{};
   Result<AddressFamilies> addrs = Error{};
   Result<bool> up = Error{};
+  // Made before the limit and destroyed after it: UBSan checks the dynamic
+  // type of a polymorphic object when its destructor runs, testing the
+  // object's memory through a pipe(2), which cannot be made with no
+  // descriptor left, and then reports an "invalid vptr". It holds no
+  // descriptor itself.
+  NetlinkLinks links;
   {
     NoMoreFds limit;
     ns = Netns::open("/proc/self/ns/net");
-    NetlinkLinks links;
     addrs = links.global_address_families();  // reads only
     up = links.link_is_up("lo");
   }

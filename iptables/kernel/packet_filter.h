@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "rules/error.h"
+#include "rules/foreign.h"
 #include "rules/policy.h"
 
 namespace weir {
@@ -47,6 +48,14 @@ class PacketFilter {
   // compares canonical(wanted) with read(); explain walks canonical(wanted),
   // so its rule numbers are the live rules' numbers. Pure.
   virtual CapturePolicy canonical(const CapturePolicy& policy) const = 0;
+
+  // Other capture tools' rules that this filter's kernel interface holds
+  // (rules/foreign.h), for apply's warnings and check's problems. Lists
+  // table and chain names only: never another tool's rules (dumping them is
+  // what crashes a tool on a ruleset a newer one wrote, NFTABLES.md), and
+  // never changes anything. A missing kernel interface, family or table has
+  // none. A filter that cannot see any reports none.
+  virtual Result<std::vector<ForeignRules>> foreign_rules() { return std::vector<ForeignRules>{}; }
 };
 
 }  // namespace weir

@@ -1,9 +1,14 @@
 // The planner. Rule order mirrors the reference sidecar capture (CAPTURE.md)
-// with two deliberate changes, both about several proxy UIDs/GIDs:
-//  - every "proxy on lo to the pod's own IP -> inbound" rule comes before any
-//    "proxy -> RETURN" rule, and the "app on lo -> RETURN" rule comes once,
-//    after them, so a second proxy UID is not returned by the first UID's
-//    negated rule (the reference repeats the block per UID and does);
+// with these deliberate changes:
+//  - with several proxy UIDs/GIDs, every "proxy on lo to the pod's own IP
+//    -> inbound" rule comes before any "proxy -> RETURN" rule, and the "app
+//    on lo -> RETURN" rule comes once, after them, so a second proxy UID is
+//    not returned by the first UID's negated rule (the reference repeats the
+//    block per UID and does);
+//  - TCP arriving on a kube-virt interface passes the outbound excludes
+//    (CIDRs and ports) before it is redirected, unless kubeVirtExcludes is
+//    ignore: the reference redirects it whatever the excludes say (the
+//    Istio dialect asks for that);
 //  - weir hooks each stage with base chains that hold one unconditional jump
 //    each; the reference's extra rules in PREROUTING/OUTPUT live inside
 //    weir's chains.
@@ -126,6 +131,24 @@ void inbound_capture_steps(const CaptureSpec& s, Family f, const char* capture_c
   out.push_back(std::move(r));
 }
 
+// The jump to the outbound redirect for TCP to the included destinations
+// and ports; nothing when an include list is empty (nothing captured).
+// `what` begins the reason, `why` ends it.
+std::optional<Step> outbound_include(const CaptureSpec& s, Family f, std::string what, const std::string& why = "") {
+  std::optional<std::vector<Cidr>> dsts;
+  if (s.outbound_cidrs) dsts = of_family(*s.outbound_cidrs, f);
+  const bool no_dsts = dsts && dsts->empty();
+  const bool no_ports = s.outbound_ports && s.outbound_ports->empty();
+  if (no_dsts || no_ports) return std::nullopt;
+  if (dsts) what += " to {dst}";
+  if (s.outbound_ports) what += " port {dport}";
+  Step r = jump(kRedirect, what + " goes to the proxy outbound port" + why);
+  if (dsts) r.match.dst = CidrSet{*dsts, false};
+  r.match.proto = Proto::Tcp;
+  if (s.outbound_ports) r.match.dport = ports_of(*s.outbound_ports);
+  return r;
+}
+
 StagePolicy nat_stage(const CaptureSpec& s, Family f) {
   const Cidr lo = loopback_addr(f);
   const Cidr passthrough = passthrough_addr(f);
@@ -136,18 +159,27 @@ StagePolicy nat_stage(const CaptureSpec& s, Family f) {
   std::vector<Step> inbound;
   return_for_interfaces(s.exclude_interfaces, Direction::In, inbound);
   for (const auto& name : s.kube_virt_interfaces) {
-    // Excluded outbound ports sit in WEIR_OUTPUT, which this path skips.
-    std::vector<Step> port_excludes;
-    return_for_ports(s.exclude_outbound_ports, "kube-virt interface " + name + ": outbound port", port_excludes);
-    for (Step& r : port_excludes) {
+    const std::string kv = "kube-virt interface " + name + ": ";
+    if (s.kube_virt_excludes == KubeVirtExcludes::Apply) {
+      // Excluded outbound ports sit in WEIR_OUTPUT, which this path skips;
+      // excluded CIDRs are in WEIR_OUTBOUND, which it takes.
+      std::vector<Step> port_excludes;
+      return_for_ports(s.exclude_outbound_ports, kv + "outbound port", port_excludes);
+      for (Step& r : port_excludes) {
+        r.match.in = iface(name);
+        inbound.push_back(std::move(r));
+      }
+      Step r = jump(kOutbound, kv + "inbound is treated as outbound");
       r.match.in = iface(name);
+      r.match.proto = Proto::Tcp;
       inbound.push_back(std::move(r));
+    } else if (auto r = outbound_include(s, f, "kube-virt interface " + name + " (kubeVirtExcludes ignore): TCP",
+                                         ", outbound excludes do not apply")) {
+      // Straight to the redirect, past WEIR_OUTBOUND's excludes.
+      r->match.in = iface(name);
+      inbound.push_back(std::move(*r));
     }
-    Step r = jump(kOutbound, "kube-virt interface " + name + ": inbound is treated as outbound");
-    r.match.in = iface(name);
-    r.match.proto = Proto::Tcp;
-    inbound.push_back(std::move(r));
-    Step done = ret("kube-virt interface " + name + ": not captured as inbound");
+    Step done = ret(kv + "not captured as inbound");
     done.match.in = iface(name);
     inbound.push_back(std::move(done));
   }
@@ -241,20 +273,7 @@ StagePolicy nat_stage(const CaptureSpec& s, Family f) {
     r.match.dst = CidrSet{std::move(excluded), false};
     outbound.push_back(std::move(r));
   }
-  std::optional<std::vector<Cidr>> dsts;
-  if (s.outbound_cidrs) dsts = of_family(*s.outbound_cidrs, f);
-  const bool no_dsts = dsts && dsts->empty();
-  const bool no_ports = s.outbound_ports && s.outbound_ports->empty();
-  if (!no_dsts && !no_ports) {
-    std::string what = "outbound TCP";
-    if (dsts) what += " to {dst}";
-    if (s.outbound_ports) what += " port {dport}";
-    Step r = jump(kRedirect, what + " goes to the proxy outbound port");
-    if (dsts) r.match.dst = CidrSet{*dsts, false};
-    r.match.proto = Proto::Tcp;
-    if (s.outbound_ports) r.match.dport = ports_of(*s.outbound_ports);
-    outbound.push_back(std::move(r));
-  }
+  if (auto r = outbound_include(s, f, "outbound TCP")) outbound.push_back(std::move(*r));
   t.chains.push_back(regular(kOutbound, std::move(outbound)));
 
   Step redirect = step(Redirect{s.outbound_port}, "to the proxy outbound port");

@@ -255,6 +255,83 @@ TEST_CASE("kube-virt interfaces: inbound is treated as outbound") {
   CHECK(redirected_to(in(p, "198.18.0.2", 80, "eth0"), 15006));
 }
 
+TEST_CASE("kube-virt interfaces: the outbound excludes apply by default, not with kubeVirtExcludes ignore") {
+  CaptureSpec s;
+  s.kube_virt_interfaces = {"vif0"};
+  s.exclude_outbound_cidrs = {addr("2001:db8::/32"), addr("198.18.9.0/24")};
+  s.exclude_outbound_ports = {{5432, 5432}};
+  RulePlan p = planned(s);
+  // The VM is excluded from what the pod is excluded from.
+  CHECK(untouched(in(p, "2001:db8::1", 80, "vif0")));
+  CHECK(untouched(in(p, "198.18.9.1", 80, "vif0")));
+  CHECK(untouched(in(p, "198.18.1.1", 5432, "vif0")));
+  CHECK(redirected_to(in(p, "fd00::1:1", 80, "vif0"), 15001));
+
+  // istio-iptables' semantics: every TCP on the interface to the proxy.
+  s.kube_virt_excludes = KubeVirtExcludes::Ignore;
+  p = planned(s);
+  CHECK(redirected_to(in(p, "2001:db8::1", 80, "vif0"), 15001));
+  CHECK(redirected_to(in(p, "198.18.9.1", 80, "vif0"), 15001));
+  CHECK(redirected_to(in(p, "198.18.1.1", 5432, "vif0"), 15001));
+  CHECK(redirected_to(in(p, "fd00::1:1", 80, "vif0"), 15001));
+  // Nothing else changes: the pod's own traffic keeps its excludes, other
+  // interfaces' inbound is inbound.
+  CHECK(untouched(out(p, "2001:db8::1", 80)));
+  CHECK(untouched(out(p, "198.18.9.1", 80)));
+  CHECK(untouched(out(p, "198.18.1.1", 5432)));
+  CHECK(redirected_to(out(p, "198.18.1.1", 80), 15001));
+  CHECK(redirected_to(in(p, "198.18.0.2", 80, "eth0"), 15006));
+
+  // The includes still choose what is captured (Istio: -d per -i CIDR).
+  s.outbound_cidrs = std::vector<Cidr>{addr("198.18.0.0/16"), addr("2001:db8::/32")};
+  p = planned(s);
+  CHECK(redirected_to(in(p, "198.18.9.1", 80, "vif0"), 15001));
+  CHECK(redirected_to(in(p, "2001:db8::1", 80, "vif0"), 15001));
+  CHECK(untouched(in(p, "198.19.0.1", 80, "vif0")));
+  CHECK(untouched(in(p, "fd00::1:1", 80, "vif0")));
+  // An empty include list captures nothing from the VM either.
+  s.outbound_cidrs = std::vector<Cidr>{};
+  p = planned(s);
+  CHECK(untouched(in(p, "198.18.9.1", 80, "vif0")));
+  CHECK(untouched(in(p, "198.18.0.2", 80, "vif0")));  // and not as inbound
+}
+
+TEST_CASE("kube-virt interfaces: explain names the rule that decided, in either choice") {
+  CaptureSpec s;
+  s.kube_virt_interfaces = {"vif0"};
+  s.exclude_outbound_cidrs = {addr("2001:db8::/32")};
+  Packet k;
+  k.family = Family::V6;
+  k.hook = Packet::Hook::Prerouting;
+  k.src = addr("fd00::9");
+  k.dst = addr("2001:db8::1");
+  k.sport = 40000;
+  k.dport = 80;
+  k.in_iface = "vif0";
+  auto matched = [](const Explanation& e, const std::string& chain, const std::string& reason) {
+    for (const TraceStep& t : e.steps)
+      if (t.matched && t.chain == chain && t.rule_text.find(reason) != std::string::npos) return true;
+    return false;
+  };
+  // The trace shows the VM's packet taken to the outbound rules and returned
+  // by the exclude.
+  Explanation e = explain(capture_policy(s), k);
+  CHECK(e.verdict.kind == ExplainVerdict::Untouched);
+  CHECK_MESSAGE(matched(e, "WEIR_INBOUND", "kube-virt interface vif0: inbound is treated as outbound"),
+                render_explanation(e));
+  CHECK_MESSAGE(matched(e, "WEIR_OUTBOUND", "outbound to 2001:db8::/32 is not captured"), render_explanation(e));
+
+  s.kube_virt_excludes = KubeVirtExcludes::Ignore;
+  e = explain(capture_policy(s), k);
+  CHECK(e.verdict.kind == ExplainVerdict::Redirected);
+  CHECK(e.verdict.port == 15001);
+  CHECK_MESSAGE(matched(e, "WEIR_INBOUND",
+                        "kube-virt interface vif0 (kubeVirtExcludes ignore): TCP goes to the proxy outbound port, "
+                        "outbound excludes do not apply"),
+                render_explanation(e));
+  CHECK_FALSE(matched(e, "WEIR_OUTBOUND", "is not captured"));
+}
+
 TEST_CASE("excluded outbound ports: never captured, also not as DNS nor as the proxy's lo traffic") {
   CaptureSpec s;
   s.dns.capture = true;

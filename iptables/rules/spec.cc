@@ -202,6 +202,8 @@ const char* to_string(FilterBackend b) {
   return "auto";
 }
 
+const char* to_string(KubeVirtExcludes k) { return k == KubeVirtExcludes::Ignore ? "ignore" : "apply"; }
+
 std::vector<Family> families(const CaptureSpec& spec) {
   std::vector<Family> out;
   if (wants(spec, Family::V4)) out.push_back(Family::V4);
@@ -408,6 +410,14 @@ Result<FilterBackend> parse_filter_backend(const std::string& text) {
   if (t == "nftables") return FilterBackend::Nftables;
   if (t == "iptables") return FilterBackend::Iptables;
   return spec_error("backend: \"" + clip(text) + "\" is not one of auto, nftables, iptables");
+}
+
+Result<KubeVirtExcludes> parse_kube_virt_excludes(const std::string& text) {
+  std::string t = trim(text);
+  std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (t == "apply") return KubeVirtExcludes::Apply;
+  if (t == "ignore") return KubeVirtExcludes::Ignore;
+  return spec_error("kubeVirtExcludes: \"" + clip(text) + "\" is not one of apply, ignore");
 }
 
 }  // namespace weir

@@ -24,6 +24,14 @@ enum class InboundMode { Redirect, Tproxy };
 // namespace's kernel takes weir's ruleset, else legacy iptables (the choice
 // is made by ops, not by the planner, which ignores this field).
 enum class FilterBackend { Auto, Nftables, Iptables };
+// Whether the outbound excludes (excludeOutboundCidrs, excludeOutboundPorts)
+// apply to TCP arriving on a kube-virt interface, which is captured as
+// outbound. Apply (weir's default): a VM behind the pod is excluded from what
+// the pod is excluded from, since an excluded CIDR or port says "never
+// through the proxy". Ignore: only the outbound includes select it, as
+// istio-iptables does (its kube-virt rule jumps straight to the redirect);
+// weir-init's Istio dialect sets it.
+enum class KubeVirtExcludes { Apply, Ignore };
 
 struct DnsCapture {
   bool capture = false;            // "capture": redirect apps' DNS to `port`
@@ -49,6 +57,7 @@ struct CaptureSpec {
   std::vector<PortRange> exclude_outbound_ports;    // excludeOutboundPorts
   std::vector<std::string> exclude_interfaces;      // excludeInterfaces
   std::vector<std::string> kube_virt_interfaces;    // kubeVirtInterfaces
+  KubeVirtExcludes kube_virt_excludes = KubeVirtExcludes::Apply;  // kubeVirtExcludes: "apply" | "ignore"
   IpFamilies ip_families = IpFamilies::Dual;        // ipFamilies: "ipv4" | "ipv6" | "dual"
   InboundMode mode = InboundMode::Redirect;         // mode: "redirect" | "tproxy"
   uint32_t tproxy_mark = 1337;                      // tproxyMark
@@ -89,9 +98,11 @@ Result<std::vector<std::string>> parse_interface_list(const std::string& what, c
 Result<IpFamilies> parse_ip_families(const std::string& text);
 Result<InboundMode> parse_inbound_mode(const std::string& text);
 Result<FilterBackend> parse_filter_backend(const std::string& text);
+Result<KubeVirtExcludes> parse_kube_virt_excludes(const std::string& text);
 const char* to_string(IpFamilies f);
 const char* to_string(InboundMode m);
 const char* to_string(FilterBackend b);  // "auto" / "nftables" / "iptables"
+const char* to_string(KubeVirtExcludes k);  // "apply" / "ignore"
 
 // Appends the items of `items` not yet in `to`, keeping order; near-linear
 // (a hash of what is there), so a 30,000-entry annotation costs milliseconds.

@@ -350,6 +350,10 @@ std::vector<SpecField> make_fields() {
   t.push_back(field("kubeVirtInterfaces", "kube-virt-interfaces", A::List, "IFACES",
                     "Interfaces whose inbound traffic is treated as outbound", kInterfaces,
                     WEIR_REF(kube_virt_interfaces)));
+  t.push_back(field("kubeVirtExcludes", "kube-virt-excludes", A::Value, "APPLY|IGNORE",
+                    "Whether the outbound excludes (CIDRs, ports) apply to traffic arriving on kube-virt "
+                    "interfaces: apply (default) or ignore (as istio-iptables)",
+                    kNamed<KubeVirtExcludes, parse_kube_virt_excludes>, WEIR_REF(kube_virt_excludes)));
   t.push_back(field("ipFamilies", "ip-families", A::Value, "FAMILIES", "ipv4, ipv6 or dual (default dual)",
                     kNamed<IpFamilies, parse_ip_families>, WEIR_REF(ip_families)));
   t.push_back(field("mode", "inbound-mode", A::Value, "MODE", "redirect (default) or tproxy",

@@ -30,7 +30,8 @@
 //              Istio does)
 //   boolean    true, false, 1 or 0, in any case ("True", "FALSE")
 //   names      ipFamilies ipv4|ipv6|dual, mode redirect|tproxy, backend
-//              auto|nftables|iptables, in any case
+//              auto|nftables|iptables, kubeVirtExcludes apply|ignore, in
+//              any case
 // JSON takes JSON numbers and booleans for scalar fields (a port as a string
 // is refused, so a quoted number is noticed); tproxyMark and tproxyRouteTable
 // also take a string in the number grammar, since JSON has no hex literal;

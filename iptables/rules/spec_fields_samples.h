@@ -45,6 +45,7 @@ inline std::vector<FieldSample> field_samples() {
        "interface name \"a-very-long-name0\" is longer than 15 characters"},
       {"kubeVirtInterfaces", {"tap0,tap1"}, json::array({"tap0", "tap1"}), "tap0,,tap1",
        "\"tap0,,tap1\": empty item in list"},
+      {"kubeVirtExcludes", {"ignore", "IGNORE", " Ignore "}, "ignore", "skip", "\"skip\" is not one of apply, ignore"},
       {"ipFamilies", {"ipv4", "IPv4"}, "ipv4", "ipv5", "\"ipv5\" is not one of ipv4, ipv6, dual"},
       {"mode", {"tproxy", "TPROXY"}, "tproxy", "nat", "\"nat\" is not one of redirect, tproxy"},
       {"tproxyMark", {"0x100", "256"}, 256, "0x1ffffffff",

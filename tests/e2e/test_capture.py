@@ -11,9 +11,11 @@ excluded CIDR) on the testbed's bridge. After `weir apply --netns app ...`:
             excluded port 9000 and excluded CIDR peer2 go straight through;
             127.0.0.1 is not captured; the proxy calling its own pod IP is
             treated as inbound (15006);
-each over IPv4 and IPv6. Then: apply twice == apply once (iptables-legacy-save),
-clean removes every weir chain and jump, leaves a foreign rule alone, and
-traffic is no longer captured.
+each over IPv4 and IPv6. Then: apply twice == apply once (iptables-legacy-save,
+or `nft list table inet weir` under nftables), clean removes every weir chain
+and jump, leaves a foreign rule alone (a legacy one, and under nftables a
+foreign table too), and traffic is no longer captured. Either backend: the one
+this run's auto picks (checks.BACKEND), with nothing of weir's in the other.
 Exit 77 when not root or when the binaries are not built.
 """
 
@@ -21,7 +23,7 @@ import os
 import re
 import sys
 
-from checks import check, finish, testbed, Testbed, weir  # noqa: E402
+from checks import BACKEND, check, finish, only_in_backend, testbed, Testbed, weir  # noqa: E402
 
 OUT, IN = 15001, 15006
 APP_UID = 1000
@@ -89,6 +91,9 @@ def main():
         for fam, tool in ((4, "iptables-legacy"), (6, "ip6tables-legacy")):
             tb.exec(app, [tool, "-t", "nat", "-A", "OUTPUT", "-p", "udp", "--dport", "5999", "-j", "RETURN"],
                     check=True)
+        if BACKEND == "nftables":
+            tb.exec(app, ["nft", "add table inet other; add chain inet other out { type nat hook output priority 0; }; "
+                          "add rule inet other out udp dport 5999 return"], check=True)
 
         # Before any rule: nothing is captured (the probe itself is honest).
         expect_direct(tb, "before apply: peer -> app:8080", peer, app.addr(8080), port=8080)
@@ -97,23 +102,35 @@ def main():
                  "--exclude-outbound-ports", "9000",
                  "--exclude-outbound-cidrs", f"{peer2.ip4}/32,{peer2.ip6}/128"]
         must(weir("apply", "--netns", app.netns, *flags), "weir apply")
-        for fam in (4, 6):
-            save = tb.iptables_save(app, fam)
-            check(f"IPv{fam}: iptables-legacy-save shows weir's chains after apply",
-                  "WEIR_" in save and "-j REDIRECT" in save, save)
+        if BACKEND == "iptables":
+            for fam in (4, 6):
+                save = tb.iptables_save(app, fam)
+                check(f"IPv{fam}: iptables-legacy-save shows weir's chains after apply",
+                      "WEIR_" in save and "-j REDIRECT" in save, save)
+        else:
+            listing = tb.weir_rules(app)
+            check("nft list table inet weir shows weir's chains after apply, both families",
+                  all(c in listing for c in ("chain ip_nat_WEIR_OUTPUT", "chain ip6_nat_WEIR_OUTPUT",
+                                             "redirect to :15001", "redirect to :15006")), listing)
+        only_in_backend(tb, app, "after apply")
         for fam in (4, 6):
             traffic(tb, app, peer, peer2, fam)
 
         # Apply twice == apply once.
         before = {fam: normalized_save(tb, app, fam) for fam in (4, 6)}
+        before_nft = tb.weir_rules(app, "nftables")
         must(weir("apply", "--netns", app.netns, *flags), "second weir apply")
         for fam in (4, 6):
             after = normalized_save(tb, app, fam)
-            check(f"IPv{fam}: apply twice leaves the same rules as once", after == before[fam],
+            check(f"IPv{fam}: apply twice leaves the same rules as once (iptables-legacy-save)", after == before[fam],
                   f"once:\n{before[fam]}\ntwice:\n{after}")
             for builtin in ("PREROUTING", "OUTPUT"):
-                jumps = [ln for ln in after.splitlines() if ln.startswith(f"-A {builtin} ") and "-j WEIR_" in ln]
-                check(f"IPv{fam}: exactly one jump from nat {builtin} after two applies", len(jumps) == 1, after)
+                jumps = tb.weir_base_jumps(app, fam, builtin)
+                check(f"IPv{fam}: exactly one jump from nat {builtin} after two applies ({BACKEND})", len(jumps) == 1,
+                      tb.weir_rules(app))
+        after_nft = tb.weir_rules(app, "nftables")
+        check("apply twice leaves the same rules as once (nft list table inet weir)", after_nft == before_nft,
+              f"once:\n{before_nft}\ntwice:\n{after_nft}")
         cp = weir("check", "--netns", app.netns, *flags)
         check("weir check agrees with the live rules after apply", cp.returncode == 0, cp.stdout + cp.stderr)
 
@@ -126,8 +143,8 @@ def main():
 
         # check notices a rule deleted by hand, in either family; apply repairs it.
         changed = ["--exclude-inbound-ports", "9090"]
-        for fam, tool in ((4, "iptables-legacy"), (6, "ip6tables-legacy")):
-            tb.exec(app, [tool, "-t", "nat", "-D", "WEIR_OUTPUT", "1"], check=True)
+        for fam in (4, 6):
+            tb.delete_weir_rule(app, fam, "WEIR_OUTPUT", 1)
             cp = weir("check", "--netns", app.netns, *changed)
             check(f"IPv{fam}: weir check exits 1 with a diff after a rule is deleted by hand",
                   cp.returncode == 1 and "WEIR_OUTPUT" in cp.stdout + cp.stderr, cp.stdout + cp.stderr)
@@ -141,6 +158,10 @@ def main():
             save = tb.iptables_save(app, fam)
             check(f"IPv{fam}: clean leaves no weir chain or jump", "WEIR_" not in save, save)
             check(f"IPv{fam}: clean leaves the foreign rule", "--dport 5999 -j RETURN" in save, save)
+        check("clean leaves no table inet weir", tb.weir_rules(app, "nftables") == "", tb.weir_rules(app, "nftables"))
+        if BACKEND == "nftables":
+            other = tb.exec(app, ["nft", "list", "table", "inet", "other"]).stdout
+            check("clean leaves the foreign nft table and its rule", "udp dport 5999 return" in other, other)
         expect_direct(tb, "after clean: peer -> app:8080", peer, app.addr(8080), port=8080)
         expect_direct(tb, "after clean: app -> peer:8080", app, peer.addr(8080), port=8080, uid=APP_UID)
         must(weir("clean", "--netns", app.netns), "weir clean (nothing left to remove)")

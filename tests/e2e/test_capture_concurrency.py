@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 
-from checks import check, finish, testbed, Testbed, weir, weir_argv  # noqa: E402
+from checks import BACKEND, check, finish, other_backend, testbed, Testbed, weir, weir_argv  # noqa: E402
 
 ROUNDS = 12
 SPEC_A = ["--exclude-outbound-ports", "9000"]   # 9000 goes straight through
@@ -57,16 +57,19 @@ def main():
             a_ok = weir("check", "--netns", app.netns, *SPEC_A).returncode == 0
             b_ok = weir("check", "--netns", app.netns, *SPEC_B).returncode == 0
             saves = {fam: tb.iptables_save(app, fam) for fam in (4, 6)}
-            empty = all("WEIR_" not in s for s in saves.values())
+            # Empty: nothing of weir's in either backend (the one in use is BACKEND).
+            empty = not tb.weir_installed(app, "iptables") and not tb.weir_installed(app, "nftables")
             # A clean that ran last leaves nothing; otherwise exactly one spec is live.
             check(f"round {rnd}: live rules are exactly one writer's result",
                   (a_ok != b_ok) or (with_clean and empty and not a_ok and not b_ok),
-                  f"check A={a_ok} B={b_ok} empty={empty}\n{saves[4]}")
+                  f"check A={a_ok} B={b_ok} empty={empty}\n{tb.weir_rules(app)}")
+            left = tb.weir_leftovers(app, other_backend())
+            check(f"round {rnd}: nothing of weir's in the {other_backend()} backend", left == "", left)
             for fam, save in saves.items():
                 for builtin in ("PREROUTING", "OUTPUT"):
-                    jumps = [ln for ln in save.splitlines() if ln.startswith(f"-A {builtin} ") and "-j WEIR_" in ln]
-                    check(f"round {rnd} IPv{fam}: at most one jump from {builtin}, never a duplicate",
-                          len(jumps) == (0 if empty else 1), save)
+                    jumps = tb.weir_base_jumps(app, fam, builtin)
+                    check(f"round {rnd} IPv{fam}: at most one jump from {builtin}, never a duplicate ({BACKEND})",
+                          len(jumps) == (0 if empty else 1), tb.weir_rules(app))
                 check(f"round {rnd} IPv{fam}: the foreign rule survives", "--dport 5999 -j RETURN" in save, save)
             # Traffic as the winning spec says: 9000 is captured under B only.
             r = tb.connect(app, peer.addr(9000), uid=1000, gid=1000)

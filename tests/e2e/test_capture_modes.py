@@ -17,7 +17,7 @@ Exit 77 when not root or when the binaries are not built.
 import os
 import sys
 
-from checks import check, finish, testbed, Testbed, weir  # noqa: E402
+from checks import check, finish, only_in_backend, testbed, Testbed, weir  # noqa: E402
 
 APP_UID = 1000
 def applied(cp, what):
@@ -40,6 +40,7 @@ def tproxy(tb):
     if not applied(weir("apply", "--netns", app.netns, "--inbound-mode", "tproxy",
                         "--exclude-inbound-ports", "9090"), "weir apply --inbound-mode tproxy"):
         return
+    only_in_backend(tb, app, "tproxy")
     for fam in (4, 6):
         v = f"IPv{fam} tproxy"
         rules, routes = policy_routing(tb, app, fam)
@@ -65,6 +66,8 @@ def tproxy(tb):
               "lookup 133" not in rules and not routes.strip(), rules + routes)
         save = tb.iptables_save(app, fam)
         check(f"IPv{fam} tproxy: clean removed every weir chain", "WEIR_" not in save, save)
+    check("tproxy: clean removed table inet weir", tb.weir_rules(app, "nftables") == "", tb.weir_rules(app, "nftables"))
+    for fam in (4, 6):
         r = tb.connect(peer, app.addr(8080, fam))
         check(f"IPv{fam} tproxy: after clean, peer -> app:8080 goes to the app", r.get("landed") == 8080, r)
 
@@ -84,6 +87,7 @@ def dns(tb):
 
     if not applied(weir("apply", "--netns", app.netns, "--redirect-dns"), "weir apply --redirect-dns"):
         return
+    only_in_backend(tb, app, "dns")
     n = 0
     for fam, stub in ((4, stub4), (6, stub6)):
         for tcp in (False, True):

@@ -3,6 +3,9 @@
 inside a namespace this test creates, accept `weir plan` output for a range of
 representative specs (every mode and option family), and
 `weir plan --ip-families ipv4` can be fed to iptables-legacy-restore as it is.
+When the run's backend is nftables (checks.BACKEND), `nft -c -f` in the
+namespace also accepts `weir plan --backend nftables` for every spec, and
+commits nothing.
 Exit 77 when not root or when the binaries are not built.
 """
 
@@ -11,7 +14,7 @@ import re
 import subprocess
 import sys
 
-from checks import check, finish, testbed, Testbed  # noqa: E402
+from checks import BACKEND, check, finish, testbed, Testbed  # noqa: E402
 
 MANY_PORTS = ",".join(str(p) for p in range(20000, 20040, 2))  # 20 ports: packs into 2 multiport rules
 
@@ -87,6 +90,17 @@ def main():
             check(f"weir plan --ip-families {arg} feeds {'ip6' if fam == 6 else 'ip'}tables-legacy-restore as it is",
                   r is not None and r.returncode == 0 and "*nat" in cp.stdout,
                   f"plan: {cp.stderr.strip()} restore: {r.stderr.strip() if r else ''}")
+        if BACKEND == "nftables":
+            for name, flags in SPECS.items():
+                cp = weir_plan("--backend", "nftables", *flags)
+                r = tb.exec(pod, ["nft", "-c", "-f", "-"], input=cp.stdout) if cp.returncode == 0 else None
+                check(f"nft -c -f accepts weir plan --backend nftables ({name})",
+                      r is not None and r.returncode == 0 and "table inet weir" in cp.stdout
+                      and cp.stdout.count("redirect to") + cp.stdout.count("tproxy") >= 2,
+                      f"plan: {cp.stderr.strip()} nft: {r.stderr.strip() if r else ''}\n{cp.stdout}")
+            r = tb.exec(pod, ["nft", "-c", "-f", "-"], input="table inet weir { chain c { jump no_such_chain } }\n")
+            check("nft -c -f refuses a broken ruleset (the check can fail)", r.returncode != 0)
+            check("nft -c -f left no table behind", tb.weir_rules(pod, "nftables") == "")
         # restore --test must commit nothing.
         save = tb.iptables_save(pod, 4) + tb.iptables_save(pod, 6)
         check("restore --test left no rules behind", "WEIR_" not in save, save)

@@ -3,7 +3,8 @@
 capture tests built on them can be trusted:
   - ip-wired pods reach each other over IPv4 and IPv6; a closed port and an
     unreachable address are reported as errors, not as successes;
-  - with a REDIRECT rule the test installs by hand (iptables-legacy, in the pod),
+  - with a REDIRECT rule the test installs by hand (iptables-legacy, in the pod;
+    an nft table when the run's backend is nftables),
     weir-probe reports where a connection landed and SO_ORIGINAL_DST for both
     families, and uid/gid switching works (an owner-match rule sees it);
   - UDP datagrams are answered;
@@ -44,11 +45,16 @@ def probe_and_wiring():
         r = tb.connect(a, "198.19.255.1:80", timeout_ms=300)
         check("unrouted address is an error", "error" in r, r)
 
-        # Hand-made REDIRECT of uid 1000's TCP to 15001.
+        # Hand-made REDIRECT of uid 1000's TCP to 15001, in the packet filter
+        # this run's weir would use (legacy xtables, or an nft table).
         tb.sidecar(a)
-        for tool in ("iptables-legacy", "ip6tables-legacy"):
-            tb.exec(a, [tool, "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-m", "owner", "--uid-owner", "1000",
-                        "-j", "REDIRECT", "--to-ports", "15001"], check=True)
+        if testbed.backend_in_use() == "iptables":
+            for tool in ("iptables-legacy", "ip6tables-legacy"):
+                tb.exec(a, [tool, "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-m", "owner", "--uid-owner", "1000",
+                            "-j", "REDIRECT", "--to-ports", "15001"], check=True)
+        else:
+            tb.exec(a, ["nft", "add table inet hand; add chain inet hand out { type nat hook output priority -100; }; "
+                        "add rule inet hand out meta l4proto tcp meta skuid 1000 redirect to :15001"], check=True)
         for fam in (4, 6):
             r = tb.connect(a, b.addr(8080, fam), uid=1000, gid=1000)
             check(f"IPv{fam}: redirected connection reports landed 15001 and SO_ORIGINAL_DST",

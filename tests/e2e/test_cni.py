@@ -3,6 +3,8 @@
 the chain (bridge + host-local, then weir-cni) and real TCP proves capture.
 
 Also the shared helpers of the other test_cni_*.py files (imported from here).
+The rules are looked at in the packet filter this run's auto picks
+(testbed.backend_in_use()); "no weir rules" means in either.
 Needs root; exits 77 (skipped) otherwise."""
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import traceback
 
 sys.path.insert(0, os.path.join(os.environ.get("WEIR_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", "..")),
                                 "netns-testbed"))
-from testbed import Testbed, TestbedError, bin_dir, require_root  # noqa: E402
+from testbed import Testbed, TestbedError, backend_in_use, bin_dir, require_root  # noqa: E402
 
 ANNOTATIONS_CAP = "io.kubernetes.cri.pod-annotations"
 ENABLED = {"weir.dev/capture": "enabled"}
@@ -57,17 +59,25 @@ def check(cond, what: str) -> None:
 
 
 def ns_state(tb: Testbed, pod) -> str:
-    """Every rule of both families in a pod, counters zeroed: to prove "unchanged"."""
-    out = []
-    for fam in (4, 6):
-        text = tb.iptables_save(pod, fam)
-        out += [re.sub(r"\[\d+:\d+\]", "[0:0]", line) for line in text.splitlines() if not line.startswith("#")]
-    return "\n".join(out)
+    """Every rule of both families in a pod, in both packet filters (legacy
+    xtables and the whole nft ruleset), counters zeroed: to prove "unchanged"."""
+    nft = tb.exec(pod, ["nft", "list", "ruleset"]).stdout
+    return tb.weir_rules(pod, "iptables") + "\n" + re.sub(r"counter packets \d+ bytes \d+", "counter", nft)
 
 
 def weir_lines(tb: Testbed, pod) -> list[str]:
-    """Lines of iptables-legacy-save/ip6tables-legacy-save that belong to weir."""
-    return [line for line in ns_state(tb, pod).splitlines() if "WEIR_" in line]
+    """What belongs to weir in a pod, in either backend: the WEIR_ lines of
+    iptables-legacy-save/ip6tables-legacy-save and the lines of table inet weir."""
+    return [line for b in ("iptables", "nftables") for line in tb.weir_leftovers(pod, b).splitlines()]
+
+
+def outbound_captured_in_backend(tb: Testbed, pod) -> bool:
+    """weir's jump to WEIR_OUTPUT is in the backend this run's auto picks, and
+    nothing of weir's is in the other."""
+    if backend_in_use() == "iptables":
+        return (any("-j WEIR_OUTPUT" in line for line in tb.weir_leftovers(pod, "iptables").splitlines())
+                and tb.weir_leftovers(pod, "nftables") == "")
+    return "jump ip_nat_WEIR_OUTPUT" in tb.weir_rules(pod, "nftables") and tb.weir_leftovers(pod, "iptables") == ""
 
 
 def weir_calls(calls) -> list:
@@ -201,7 +211,8 @@ def _lifecycle(version: str):
         check(weir_out["cniVersion"] == version, f"result version {weir_out.get('cniVersion')}")
         for ip in weir_out["ips"]:
             check(("version" in ip) == (version != "1.0.0"), f"{version}: ips entry {ip}")
-        check(any("-j WEIR_OUTPUT" in line for line in weir_lines(tb, pod)), "no jump to WEIR_OUTPUT after ADD")
+        check(outbound_captured_in_backend(tb, pod),
+              f"no jump to WEIR_OUTPUT in {backend_in_use()} after ADD: {weir_lines(tb, pod)}")
 
         tb.sidecar(pod)
         tb.serve(pod, [8080], uid=1000, gid=1000)
@@ -257,14 +268,14 @@ def test_check_detects_drift():
 
         check(check_call().ok, "CHECK right after ADD failed")
         # A rule deleted by hand.
-        tb.exec(pod, ["iptables-legacy", "-t", "nat", "-D", "WEIR_OUTPUT", "1"], check=True)
+        tb.delete_weir_rule(pod, 4, "WEIR_OUTPUT", 1)
         check_error(check_call(), 104, "WEIR_OUTPUT")
         # ADD again repairs it.
         add = tb.cni_chain("ADD", weir_only, pod=pod, cache=False, prev_result=pod.cni_result)[0]
         check(add.ok, f"re-ADD failed: {add}")
         check(check_call().ok, "CHECK after re-ADD failed")
         # weir's chain flushed (IPv6 this time).
-        tb.exec(pod, ["ip6tables-legacy", "-t", "nat", "-F", "WEIR_OUTPUT"], check=True)
+        tb.flush_weir_chain(pod, 6, "WEIR_OUTPUT")
         check_error(check_call(), 104, "WEIR_OUTPUT", "ipv6")
         # A pod weir does not capture passes CHECK whatever its rules.
         other = cni_pod(tb, "other", annotations={})

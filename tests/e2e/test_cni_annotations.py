@@ -15,8 +15,8 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_cni import (ENABLED, Testbed, call_weir, check, cni_pod, require_binaries, run_tests,  # noqa: E402
-                      weir_conf, weir_stdin)
+from test_cni import (ENABLED, Testbed, backend_in_use, call_weir, check, cni_pod, require_binaries,  # noqa: E402
+                      run_tests, weir_conf, weir_stdin)
 
 ISTIO = "traffic.sidecar.istio.io/"
 APP_UID = 1000
@@ -38,6 +38,10 @@ TPROXY_MARK, TPROXY_TABLE = 4242, 142  # not the defaults (1337, 133)
 #      peer's nameserver on 53; where = "proxy" (the pod's stub on the DNS port)
 #      or "direct".
 #  (RULES, argv, regex, present): `argv` run in the pod; its stdout matches or not.
+#      With argv = WEIR_TABLE(table, fam) the text is weir's rules of that
+#      xtables table and family in the backend this run uses (iptables-legacy-save,
+#      or the chains of table inet weir for that table and family) and regex is
+#      a dict {backend: regex}.
 #  (INVALID, peer index, port): the peer sends TCP packets with SYN+FIN (conntrack
 #      INVALID) to the pod; weir's DROP rule in mangle counts every one.
 #  (DEL,): weir-cni's DEL for the pod; the expectations after it hold for the pod
@@ -69,8 +73,22 @@ def save(table, fam=4):
     return ["iptables-legacy-save" if fam == 4 else "ip6tables-legacy-save", "-c", "-t", table]
 
 
+def WEIR_TABLE(table, fam=4):
+    return ("weir-table", table, fam)
+
+
+def weir_table_text(tb, pod, table, fam):
+    """weir's rules of one xtables table and family, in the backend in use."""
+    if backend_in_use() == "iptables":
+        return tb.exec(pod, save(table, fam), check=True).stdout
+    prefix = tb.nft_chain(fam, "", table)
+    listing = tb.weir_rules(pod, "nftables")
+    return "\n".join(m.group(0) for m in re.finditer(r"^\tchain (\S+) \{\n.*?^\t\}", listing, re.M | re.S)
+                     if m.group(1).startswith(prefix))
+
+
 FWMARK = rf"fwmark 0x{TPROXY_MARK:x} lookup {TPROXY_TABLE}\b"
-INVALID_DROP = r"--ctstate INVALID .*-j DROP"
+INVALID_DROP = {"iptables": r"--ctstate INVALID .*-j DROP", "nftables": r"ct state invalid .*drop"}
 
 # name -> (annotations or None, conf keys, k8s namespace, sidecar, expectations);
 # sidecar: outbound_port, inbound_port, uid, gid (the stub proxy), transparent
@@ -149,7 +167,9 @@ CASES = {
         [E(IN, 0, 8080, where=15001), E(IN, 1, 8081, 6, where=15001), E(OUT, 0, 8080)]),
     ISTIO + "kubevirtInterfaces adds to the config's": (
         {**ENABLED, ISTIO + "kubevirtInterfaces": "vif0"}, {"capture": {"kubeVirtInterfaces": ["eth0"]}}, "default",
-        {}, [E(IN, 0, 8080, where=15001), R(save("nat"), r"-i vif0 .*-j WEIR_OUTBOUND")]),
+        # Istio's meaning: the VM's TCP goes straight to the proxy, whatever the excludes.
+        {}, [E(IN, 0, 8080, where=15001), R(WEIR_TABLE("nat"), {"iptables": r"-i vif0 .*-j WEIR_REDIRECT",
+                                                  "nftables": r'iifname "vif0" .*jump ip_nat_WEIR_REDIRECT'})]),
     # --- weir's own, one per spec field that traffic can show
     "weir.dev/excludeOutboundPorts": ({**ENABLED, "weir.dev/excludeOutboundPorts": "8081-8082"}, {}, "default", {},
                                       [E(OUT, 0, 8081, where="direct"), E(OUT, 0, 8082, where="direct"), E(OUT, 0, 8080)]),
@@ -216,7 +236,8 @@ CASES = {
          R(ip_rule(4), FWMARK), R(ip_rule(6), FWMARK),
          R(ip_route_table(4, TPROXY_TABLE), r"^local default dev lo"),
          R(ip_route_table(6, TPROXY_TABLE), r"^local default dev lo"),
-         R(save("mangle"), rf"-j TPROXY --on-port 15006 .*--tproxy-mark 0x{TPROXY_MARK:x}/"),
+         R(WEIR_TABLE("mangle"), {"iptables": rf"-j TPROXY --on-port 15006 .*--tproxy-mark 0x{TPROXY_MARK:x}/",
+                                  "nftables": rf"tproxy ip to :15006 meta mark set 0x0*{TPROXY_MARK:x}\b"}),
          R(ip_rule(4), r"lookup 133\b", present=False),
          (DEL,),
          R(ip_rule(4), FWMARK, present=False), R(ip_rule(6), FWMARK, present=False),
@@ -225,11 +246,11 @@ CASES = {
          E(IN, 1, 8081, 6, "direct")]),
     "weir.dev/dropInvalid=true": (
         {**ENABLED, "weir.dev/dropInvalid": "true"}, {}, "default", {},
-        [E(IN, 0, 8080), E(OUT, 0, 8080), E(IN, 0, 8080, 6), R(save("mangle", 4), INVALID_DROP),
-         R(save("mangle", 6), INVALID_DROP), (INVALID, 0, 8080)]),
+        [E(IN, 0, 8080), E(OUT, 0, 8080), E(IN, 0, 8080, 6), R(WEIR_TABLE("mangle", 4), INVALID_DROP),
+         R(WEIR_TABLE("mangle", 6), INVALID_DROP), (INVALID, 0, 8080)]),
     "weir.dev/dropInvalid=false": (
         {**ENABLED, "weir.dev/dropInvalid": "false"}, {"capture": {"dropInvalid": True}}, "default", {},
-        [E(IN, 0, 8080), R(save("mangle", 4), INVALID_DROP, present=False)]),
+        [E(IN, 0, 8080), R(WEIR_TABLE("mangle", 4), INVALID_DROP, present=False)]),
     "weir.dev/dns capture": (
         {**ENABLED, "weir.dev/dns": '{"capture": true}'}, {}, "default", {"dns_port": 15053},
         [Q(0), Q(1, 6), Q(0, tcp=True), Q(1, where="direct", uid=1337), E(OUT, 0, 8080)]),
@@ -308,9 +329,13 @@ def _check_dns(tb, pod, peers, sc, exp):
 
 def _invalid_drops(tb, pod) -> int:
     """The packet counter of weir's INVALID DROP rule in the IPv4 mangle table."""
+    if backend_in_use() == "nftables":
+        for r in tb.nft_weir_rules(pod):
+            if r["chain"].startswith("ip_mangle_") and any("drop" in e for e in r["expr"]):
+                return next(e["counter"]["packets"] for e in r["expr"] if "counter" in e)
     for line in tb.exec(pod, save("mangle", 4), check=True).stdout.splitlines():
         m = re.match(r"\[(\d+):\d+\] (.*)", line)
-        if m and re.search(INVALID_DROP, m.group(2)):
+        if m and re.search(INVALID_DROP["iptables"], m.group(2)):
             return int(m.group(1))
     raise AssertionError(f"no INVALID DROP rule in {pod.name}'s mangle table")
 
@@ -333,7 +358,11 @@ def _check_case(tb, n, name, peers):
             _check_dns(tb, pod, peers, sc, exp)
         elif kind == RULES:
             _, argv, regex, present = exp
-            text = tb.exec(pod, argv, check=True).stdout
+            if argv[0] == "weir-table":
+                text, regex = weir_table_text(tb, pod, argv[1], argv[2]), regex[backend_in_use()]
+                argv = [f"weir's {argv[1]} rules (IPv{argv[2]}, {backend_in_use()})"]
+            else:
+                text = tb.exec(pod, argv, check=True).stdout
             found = re.search(regex, text, re.M) is not None
             check(found == present, f"`{' '.join(argv)}` in {pod.name} {'lacks' if present else 'has'} "
                                     f"/{regex}/:\n{text}")

@@ -284,7 +284,7 @@ def nonroot(argv, uid=1000):
 
 def check_in_testbed(manifests, conflist):
     sys.path.insert(0, os.path.join(SRC, "netns-testbed"))
-    from testbed import BRIDGE, Testbed, TestbedError  # noqa: PLC0415
+    from testbed import BRIDGE, Testbed, TestbedError, backend_in_use, other_backend  # noqa: PLC0415
     with Testbed(role="examples") as tb:
         peer = tb.add_pod("peer")
         tb.serve(peer, [8080])
@@ -305,6 +305,9 @@ def check_in_testbed(manifests, conflist):
                 if not check(cp.returncode == 0, f"{rel}: weir-init {' '.join(args[:1])} applies in {pod.netns}"
                              + ("" if cp.returncode == 0 else f": {cp.stderr.strip()[-400:]}")):
                     continue
+                backend = backend_in_use()
+                check(tb.weir_installed(pod, backend) and tb.weir_leftovers(pod, other_backend(backend)) == "",
+                      f"{rel}: weir's rules are in the {backend} backend (this run's), none in the other")
                 r = tb.connect(pod, peer.addr(8080), uid=1000)
                 check(r.get("landed") == out_port and r.get("orig_dst") == peer.addr(8080),
                       f"{rel}: app's outbound lands on {out_port}, SO_ORIGINAL_DST {peer.addr(8080)}: {r}")

@@ -35,6 +35,11 @@ from checks import FAILURES, SOURCE_DIR, check, finish, testbed  # noqa: E402
 
 GOLDEN = os.path.join(SOURCE_DIR, "tests", "golden")
 PREFIX = f"wt-golden-{os.getpid()}-"
+# The namespace-state cases ("save") record the rules in the packet filter the
+# run's auto picks: NN-name.rules under legacy iptables, NN-name.nft.rules under
+# nftables (the other recordings do not depend on the backend).
+BACKEND = testbed.backend_in_use()
+RULES_SUFFIX = ".rules" if BACKEND == "iptables" else ".nft.rules"
 CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C", "WEIR_TEST_UNAVAILABLE_BACKEND": os.environ.get("WEIR_TEST_UNAVAILABLE_BACKEND", "")}
 INPUT_SUFFIXES = (".spec.json", ".args.json", ".case.json")
 DRY_RUN_FLAGS = ("--dry-run", "-n", "--simulate")
@@ -139,11 +144,23 @@ def save_text(text: str) -> str:
     return "".join("".join(t) for t in sorted(tables, key=lambda t: t[0]))
 
 
+def other_backends_file(name: str) -> bool:
+    """A recording of the other backend's namespace state (not this run's)."""
+    if BACKEND == "iptables":
+        return name.endswith(".nft.rules")
+    return name.endswith(".rules") and not name.endswith(".nft.rules")
+
+
 def pod_state(pod: str) -> bytes:
-    """What ADD left in the pod's namespace, read with the system's tools: both
-    families' iptables-save (see save_text), policy rules, routes and lo's
-    addresses."""
+    """What ADD left in the pod's namespace, read with the system's tools: under
+    nftables first `nft list ruleset` (counters zeroed), then both families'
+    iptables-save (see save_text), policy rules, routes and lo's addresses."""
     out = []
+    if BACKEND == "nftables":
+        cp = subprocess.run(["ip", "netns", "exec", pod, "nft", "list", "ruleset"], capture_output=True,
+                            timeout=TIMEOUT, check=True)
+        text = re.sub(r"counter packets \d+ bytes \d+", "counter packets 0 bytes 0", cp.stdout.decode())
+        out.append(f"$ nft list ruleset\n{text}")
     for argv in (["iptables-legacy-save"], ["ip6tables-legacy-save"], ["ip", "-4", "rule"], ["ip", "-6", "rule"],
                  ["ip", "-4", "route", "show", "table", "all"], ["ip", "-6", "route", "show", "table", "all"],
                  ["ip", "addr", "show", "dev", "lo"]):
@@ -198,7 +215,7 @@ def cni_case(bin_dir, folder, base, ctx):
                 raise RuntimeError(f"{base}: setup call {call['command']} failed: {cp}")
         out = {base + ".stdout": normalize(cp.stdout, subst), base + ".exit": status_text(cp, with_stderr=False)}
         if case.get("save"):
-            out[base + ".rules"] = normalize(pod_state(pod), subst)
+            out[base + RULES_SUFFIX] = normalize(pod_state(pod), subst)
         return out
     finally:
         if pod:
@@ -246,7 +263,8 @@ def bases(folder: str) -> list[str]:
 def recorded(folder: str, base: str) -> dict[str, bytes]:
     out = {}
     for n in os.listdir(folder):
-        if n.split(".")[0] == base and not n.endswith(INPUT_SUFFIXES) and not n.startswith("."):
+        if (n.split(".")[0] == base and not n.endswith(INPUT_SUFFIXES) and not n.startswith(".")
+                and not other_backends_file(n)):
             with open(os.path.join(folder, n), "rb") as f:
                 out[n] = f.read()
     return out

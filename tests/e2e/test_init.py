@@ -8,7 +8,9 @@ untouched (lands on the real server).
 
 Topology (netns-testbed): pod (weir-init's target; a stub proxy on 15001/15006
 as uid 1337 and on 4140/4143 as uid 2102, app servers as uid 1000), peer and far
-(other pods on the bridge, servers on common ports). Exit 77 when not root.
+(other pods on the bridge, servers on common ports). The rules go to the packet
+filter this run's auto picks (testbed.backend_in_use()); "no rules left" and
+"nothing changed" look at both. Exit 77 when not root.
 """
 
 import json
@@ -20,7 +22,7 @@ import time
 sys.path.insert(0, os.path.join(os.environ.get("WEIR_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", "..")),
                                 "netns-testbed"))
 import testbed  # noqa: E402
-from testbed import Testbed, require_root  # noqa: E402
+from testbed import Testbed, backend_in_use, other_backend, require_root  # noqa: E402
 
 BIN = testbed.bin_dir()
 WEIR_INIT = os.path.join(BIN, "weir-init")
@@ -63,16 +65,14 @@ class Net:
         return self.tb.iptables_save(self.pod, family)
 
     def rules(self):
-        """Both families' tables, without the timestamp comments and the chain
-        counters iptables-save prints, so that before/after compare rules only."""
-        text = self.save(4) + self.save(6)
-        return [re.sub(r"\[\d+:\d+\]", "", line) for line in text.splitlines() if not line.startswith("#")]
+        """Every rule of the pod, both families and both packet filters (ns_rules)."""
+        return ns_rules(self.tb, self.pod)
 
     def clean(self):
         self.run(["--cleanup"])
-        for fam in (4, 6):
-            if "WEIR_" in self.save(fam):
-                fail(f"cleanup left weir rules (ipv{fam}):\n{self.save(fam)}")
+        left = weir_left(self.tb, self.pod)
+        if left:
+            fail(f"cleanup left weir rules:\n{left}")
 
     def out(self, to, uid=1000, gid=None):
         """An app in the pod (uid/gid) connecting out."""
@@ -86,6 +86,34 @@ class Net:
 def fail(msg):
     failures.append(msg)
     note("FAIL: " + msg)
+
+
+def ns_rules(tb, where):
+    """Every rule in a namespace, in both packet filters (both families'
+    iptables-legacy-save without the timestamp comments and counters, and
+    `nft list ruleset` without counters), so that before/after compare rules only."""
+    text = tb.iptables_save(where, 4) + tb.iptables_save(where, 6)
+    lines = [re.sub(r"\[\d+:\d+\]", "", line) for line in text.splitlines() if not line.startswith("#")]
+    nft = tb.exec(where, ["nft", "list", "ruleset"]).stdout
+    return lines + [re.sub(r"counter packets \d+ bytes \d+", "counter", line) for line in nft.splitlines()]
+
+
+def weir_left(tb, where):
+    """What of weir's is in a namespace, in either backend ("" when nothing)."""
+    return tb.weir_leftovers(where, "iptables") + tb.weir_leftovers(where, "nftables")
+
+
+def in_backend(net, case):
+    """weir-init put its rules in the backend this run's auto picks, and
+    nothing of weir's in the other."""
+    global checks
+    checks += 1
+    backend = backend_in_use()
+    if not net.tb.weir_installed(net.pod, backend):
+        fail(f"[{case}] no weir rules in the {backend} backend")
+    left = net.tb.weir_leftovers(net.pod, other_backend(backend))
+    if left:
+        fail(f"[{case}] weir rules in the {other_backend(backend)} backend too:\n{left}")
 
 
 def expect(case, what, report, landed, orig=None):
@@ -135,6 +163,7 @@ def native_cases(net):
     pod, peer, far = net.pod, net.peer, net.far
     C = "native default"
     net.run([])
+    in_backend(net, C)
     captured(net, C, "outbound ipv4", net.out(peer.addr(8080)), 15001, peer.addr(8080))
     captured(net, C, "outbound ipv6", net.out(peer.addr(8080, 6)), 15001, peer.addr(8080, 6))
     direct(net, C, "the proxy's own outbound", net.out(peer.addr(8080), uid=1337), 8080)
@@ -240,7 +269,7 @@ def native_cases(net):
     cp = net.run(["--inbound-ports", "70000"], check_rc=2)
     if "70000" not in cp.stderr or len(cp.stderr.strip().splitlines()) != 1:
         fail(f"[{C}] wanted one line naming the value, got {cp.stderr!r}")
-    if "WEIR_" in net.save(4):
+    if weir_left(net.tb, net.pod):
         fail(f"[{C}] a failed command left rules")
 
 
@@ -254,6 +283,7 @@ def istio_cases(net):
     pod, peer, far = net.pod, net.peer, net.far
     C = "istio injector line"
     net.run(ISTIO_INJECTOR)
+    in_backend(net, C)
     captured(net, C, "outbound ipv4", net.out(peer.addr(8080)), 15001, peer.addr(8080))
     direct(net, C, "outbound ipv6 without --dual-stack", net.out(peer.addr(8080, 6)), 8080)
     direct(net, C, "the proxy's outbound (uid 1337)", net.out(peer.addr(8080), uid=1337), 8080)
@@ -269,9 +299,8 @@ def istio_cases(net):
     direct(net, C, "the app calling 127.0.0.1", net.out("127.0.0.1:8080"), 8080)
     C = "istio --cleanup-only"
     net.run(["istio-iptables", "--cleanup-only"])
-    for fam in (4, 6):
-        if "WEIR_" in net.save(fam):
-            fail(f"[{C}] weir rules left (ipv{fam})")
+    if weir_left(net.tb, net.pod):
+        fail(f"[{C}] weir rules left: {weir_left(net.tb, net.pod)}")
     direct(net, C, "outbound after cleanup", net.out(peer.addr(8080)), 8080)
 
     C = "istio no flags (Istio captures nothing by default)"
@@ -350,7 +379,7 @@ def istio_cases(net):
     C = "istio --network-namespace"
     net.run(["istio-iptables", "-i", "*", "--network-namespace", "/var/run/netns/" + pod.netns], where=far)
     captured(net, C, "outbound in the named namespace", net.out(peer.addr(8080)), 15001, peer.addr(8080))
-    if "WEIR_" in net.tb.iptables_save(far, 4):
+    if weir_left(net.tb, far):
         fail(f"[{C}] rules landed in the namespace weir-init ran in")
     net.clean()
 
@@ -369,8 +398,10 @@ def istio_cases(net):
         C = f"istio {flag} -n"
         before = net.rules()
         cp = net.run(ISTIO_INJECTOR + [flag, "-n"])
-        if "*nat" not in cp.stdout or net.rules() != before:
-            fail(f"[{C}] wanted a printed plan and no change")
+        # --native-nftables selects the nftables backend: its dry run prints the nft form.
+        plan_mark = "table inet weir {" if flag == "--native-nftables" else "*nat"
+        if plan_mark not in cp.stdout or net.rules() != before:
+            fail(f"[{C}] wanted a printed plan ({plan_mark}) and no change")
     C = "istio --force-apply / --native-nftables log lines"
     cp = net.run(ISTIO_INJECTOR + ["--force-apply", "--native-nftables", "-n"])
     if not re.search(r" info weir-init: --force-apply .*changes nothing: weir always reconciles", cp.stderr):
@@ -392,7 +423,7 @@ def istio_cases(net):
         fail(f"[{C}] the error does not name the flag: {cp.stderr!r}")
     C = "istio -q with -i list"
     cp = net.run(["istio-iptables", "-i", "10.0.0.0/8", "-q", "443"], check_rc=1)
-    if "WEIR_" in net.save(4):
+    if weir_left(net.tb, net.pod):
         fail(f"[{C}] a refused command left rules")
 
 
@@ -438,8 +469,7 @@ def istio_ipv6_only_cases(tb, net):
         return cp
 
     def rules():
-        text = tb.iptables_save(pod, 4) + tb.iptables_save(pod, 6)
-        return [re.sub(r"\[\d+:\d+\]", "", line) for line in text.splitlines() if not line.startswith("#")]
+        return ns_rules(tb, pod)
 
     def out(to, uid=1000):
         return tb.connect(pod, to, uid=uid, gid=uid)
@@ -453,7 +483,7 @@ def istio_ipv6_only_cases(tb, net):
     direct(net, C, "the proxy's outbound ipv6 (uid 1337)", out(peer.addr(8080, 6), uid=1337), 8080)
     captured(net, C, "inbound ipv6", tb.connect(peer, pod.addr(8080, 6)), 15006, pod.addr(8080, 6))
     run(["istio-iptables", "--cleanup-only"])
-    if any("WEIR_" in line for line in rules()):
+    if weir_left(tb, pod):
         fail(f"[{C}] --cleanup-only left weir rules")
     direct(net, C, "outbound ipv6 after cleanup", out(peer.addr(8080, 6)), 8080)
 
@@ -478,14 +508,14 @@ def istio_ipv6_only_cases(tb, net):
         fail(f"[{C}] -n: no IPv6 rules in the plan (addresses read in the wrong namespace?): {cp.stdout[:300]}")
     run(ISTIO_INJECTOR + ["--network-namespace", ns], where=net.far)
     captured(net, C, "outbound ipv6", out(peer.addr(8080, 6)), 15001, peer.addr(8080, 6))
-    if "WEIR_" in tb.iptables_save(net.far, 4) + tb.iptables_save(net.far, 6):
+    if weir_left(tb, net.far):
         fail(f"[{C}] rules landed in the namespace weir-init ran in")
     run(["--cleanup"])
     C = "istio --network-namespace naming a dual-stack pod, run from the IPv6-only one"
     cp = run(ISTIO_INJECTOR + ["-n", "--network-namespace", "/var/run/netns/" + net.pod.netns])
     if "# weir: ipv6 rules" in cp.stdout:
         fail(f"[{C}] IPv6 rules planned for a pod with an IPv4 address (addresses read in the wrong namespace?)")
-    if any("WEIR_" in line for line in rules()):
+    if weir_left(tb, pod):
         fail(f"[{C}] rules left in the IPv6-only pod")
 
 
@@ -604,6 +634,10 @@ def istio_drop_invalid_case(net):
     net.tb.exec(net.peer, [sys.executable, "-c", sender], check=True)
     time.sleep(0.2)
     counted = 0
+    if backend_in_use() == "nftables":
+        for r in net.tb.nft_weir_rules(net.pod):
+            if r["chain"].startswith("ip_mangle_") and any("drop" in e for e in r["expr"]):
+                counted += sum(e["counter"]["packets"] for e in r["expr"] if "counter" in e)
     for line in net.tb.exec(net.pod, ["iptables-legacy-save", "-c", "-t", "mangle"], check=True).stdout.splitlines():
         if "INVALID" in line and "-j DROP" in line and line.startswith("["):
             counted += int(line[1:line.index(":")])
@@ -649,8 +683,8 @@ def tproxy_case(tb, pod, client, C, args, mark, table, cleanup):
         rules = tb.exec(pod, ["ip", f"-{fam}", "rule", "show"], check=True).stdout
         if f"lookup {table}" in rules:
             fail(f"[{C}] {' '.join(cleanup)} left the TPROXY policy route (ipv{fam}): {rules}")
-        if "WEIR_" in tb.iptables_save(pod, fam):
-            fail(f"[{C}] {' '.join(cleanup)} left weir rules (ipv{fam})")
+        if weir_left(tb, pod):
+            fail(f"[{C}] {' '.join(cleanup)} left weir rules (ipv{fam}): {weir_left(tb, pod)}")
 
 
 # ---------------------------------------------------------------- Linkerd
@@ -663,6 +697,7 @@ def linkerd_cases(net):
     pod, peer, far = net.pod, net.peer, net.far
     C = "linkerd chart line"
     net.run(LINKERD_CHART)
+    in_backend(net, C)
     captured(net, C, "outbound ipv4", net.out(peer.addr(8080)), 4140, peer.addr(8080))
     captured(net, C, "outbound ipv6 (--ipv6 defaults to true)", net.out(peer.addr(8080, 6)), 4140, peer.addr(8080, 6))
     direct(net, C, "the proxy's outbound (uid 2102)", net.out(peer.addr(8080), uid=2102), 8080)
@@ -755,6 +790,52 @@ def capability_cases(net):
         net.run(["--cleanup"], check_rc=None)
 
 
+def kube_virt_exclude_cases(net):
+    """A kube-virt interface and an excluded CIDR (issue 12, item 15). istio-iptables
+    redirects every TCP connection arriving on a kube-virt interface to the
+    outbound port, -x or not (`-I PREROUTING 1 -i vif0 -j ISTIO_REDIRECT`), and
+    weir-init istio-iptables does the same (spec kubeVirtExcludes ignore);
+    weir's own command line keeps the default (apply): the VM's traffic to an
+    excluded CIDR or port is not captured. eth0 is the kube-virt interface
+    here; the excluded CIDRs cover the pod's addresses, where the peer's
+    connections go. Both families; traffic only, so either backend."""
+    pod = net.pod
+    excluded = f"{pod.ip4}/32,{pod.ip6}/128"
+    weir = os.path.join(BIN, "weir")
+
+    def explain_live(dst):
+        cp = net.tb.exec(pod, [weir, "explain", "--netns", pod.path, "--direction", "inbound", "--in-iface", "eth0",
+                                "--dst", dst, "--dport", "8080"])
+        return cp.stdout + cp.stderr
+
+    C = "istio -k with -x (and -o): Istio's semantics"
+    net.run(["istio-iptables", "-i", "*", "-k", "eth0", "-x", excluded, "-o", "8080", "--dual-stack"])
+    for fam in (4, 6):
+        captured(net, C, f"ipv{fam} inbound on the kube-virt interface to an excluded CIDR and port",
+                 net.into(8080, fam), 15001, pod.addr(8080, fam))
+    direct(net, C, "the pod's own outbound to the excluded port", net.out(net.peer.addr(8080)), 8080)
+    text = explain_live(pod.ip6)
+    if "redirected to port 15001" not in text or "kubeVirtExcludes ignore" not in text:
+        fail(f"[{C}] weir explain of the live rules does not show the kube-virt redirect past the excludes:\n{text}")
+    net.clean()
+
+    C = "native --kube-virt-interfaces with --exclude-outbound-cidrs: weir's default"
+    net.run(["--kube-virt-interfaces", "eth0", "--exclude-outbound-cidrs", excluded])
+    for fam in (4, 6):
+        direct(net, C, f"ipv{fam} inbound on the kube-virt interface to an excluded CIDR", net.into(8080, fam), 8080)
+    text = explain_live(pod.ip4)
+    if "passed untouched" not in text or "is not captured" not in text:
+        fail(f"[{C}] weir explain of the live rules does not show the exclude deciding:\n{text}")
+    net.clean()
+
+    C = "native --kube-virt-excludes ignore"
+    net.run(["--kube-virt-interfaces", "eth0", "--exclude-outbound-cidrs", excluded, "--kube-virt-excludes", "ignore"])
+    for fam in (4, 6):
+        captured(net, C, f"ipv{fam} inbound on the kube-virt interface to an excluded CIDR", net.into(8080, fam),
+                 15001, pod.addr(8080, fam))
+    net.clean()
+
+
 def main():
     require_root()
     if not os.access(WEIR_INIT, os.X_OK):
@@ -764,7 +845,7 @@ def main():
     with Testbed(role="init") as tb:
         net = Net(tb)
         for group in (native_cases, istio_cases, istio_dns_cases, istio_drop_invalid_case, linkerd_cases,
-                      capability_cases):
+                      capability_cases, kube_virt_exclude_cases):
             try:
                 group(net)
             except Exception as e:  # one broken group must not hide the others

@@ -146,7 +146,7 @@ def ipv6_only_cases(tb):
                 or "--target" not in cp.stderr:
             fail(f"{C}: the error does not name both defaults and --target: {cp.stderr!r}")
     print(f"{C}: exit {cp.returncode} after {wall:.2f} s: {cp.stderr.strip()}")
-    if "WEIR_" in tb.iptables_save(pod, 4) + tb.iptables_save(pod, 6):
+    if tb.weir_leftovers(pod, "iptables") or tb.weir_leftovers(pod, "nftables"):
         fail("[IPv6-only] weir clean left rules")
 
 
@@ -280,7 +280,7 @@ def main():
         cp, _ = run(tb, pod, ["validate", "--outbound-port", "4140", "--inbound-port", "4143"], as_=UNPRIVILEGED)
         expect_rc("validate Linkerd's ports", cp, 0)
         run(tb, pod, ["--cleanup"])
-        if "WEIR_" in tb.iptables_save(pod, 4) + tb.iptables_save(pod, 6):
+        if tb.weir_leftovers(pod, "iptables") or tb.weir_leftovers(pod, "nftables"):
             fail("cleanup left weir rules")
 
         dual_stack_checks_ipv4(tb, pod)

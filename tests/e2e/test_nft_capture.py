@@ -12,7 +12,9 @@ them) until the front ends select the filter. In every mode the pod's table is
   the destination; an excluded port is not captured; outbound stays REDIRECT.
 - DNS: the app's UDP and TCP queries land on the stub on 15053 (uid 1337), whose
   upstream query reaches the nameserver uncaptured (conntrack zones in raw).
-Clean removes the table. Exit 77 when not root or the binaries are not built.
+Clean removes the table. kill -9 at random moments, of the test tool's apply and
+of the real weir-cni ADD (nftables, run as a runtime runs it), never leaves a
+part of the table. Exit 77 when not root or the binaries are not built.
 """
 
 import json
@@ -182,9 +184,80 @@ def kill9(tb):
     check(f"kill -9 at random moments: the table is absent or whole every time ({seen})", seen["other"] == 0, bad)
 
 
+def cni_kill9(tb):
+    """kill -9 of the real weir-cni ADD (nftables), driven as a runtime drives it
+    (CNI_* in the environment, the config with a prevResult on stdin, run in the
+    node namespace), at random moments: the pod has no table inet weir or the
+    whole one, never part of it; then a normal ADD repairs and CHECK passes.
+    Bounded: 40 kills or 30 s, whichever comes first."""
+    app = tb.add_pod("k9-cni")
+    conf = {"cniVersion": "1.0.0", "name": "weir-testbed", "type": "weir-cni",
+            "capture": {"backend": "nftables", "mode": "tproxy", "dns": {"capture": True}},
+            "runtimeConfig": {"io.kubernetes.cri.pod-annotations": {"weir.dev/capture": "enabled"}},
+            "capabilities": {"io.kubernetes.cri.pod-annotations": True},
+            "prevResult": {"cniVersion": "1.0.0",
+                           "interfaces": [{"name": "eth0", "sandbox": app.path}],
+                           "ips": [{"address": f"{app.ip4}/24", "gateway": testbed.GATEWAY4, "interface": 0},
+                                   {"address": f"{app.ip6}/64", "gateway": testbed.GATEWAY6, "interface": 0}]}}
+    env = {"CNI_NETNS": app.path, "CNI_CONTAINERID": app.container_id, "CNI_IFNAME": "eth0",
+           "CNI_ARGS": tb.containerd_cni_args(app), "WEIR_TEST_UNAVAILABLE_BACKEND": "iptables"}
+
+    def call(command):
+        return tb.cni_invoke("weir-cni", command, conf, env=env)
+
+    t0 = time.monotonic()
+    add = call("ADD")
+    span = time.monotonic() - t0  # the whole process, from exec to exit
+    check("weir-cni kill -9: a full ADD (nftables) for reference", add.ok, add)
+    if not add.ok:
+        return
+    full = listing(tb, app)
+    check("weir-cni kill -9: the reference is table inet weir alone", full.startswith("table inet weir {"), full)
+    call("DEL")
+    argv = ["ip", "netns", "exec", tb.node, tb.resolve_plugin("weir-cni")]
+    penv = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "CNI_COMMAND": "ADD",
+            "CNI_PATH": os.pathsep.join(testbed.plugin_dirs()), **env}
+    data = json.dumps(conf).encode()
+    rng = random.Random(4242)
+    seen = {"none": 0, "full": 0, "other": 0}
+    bad = ""
+    deadline = time.monotonic() + 30
+    for i in range(40):
+        if time.monotonic() > deadline:
+            break
+        p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             env=penv)
+        try:
+            p.stdin.write(data)
+            p.stdin.close()
+        except BrokenPipeError:
+            pass
+        time.sleep(rng.uniform(0, span))
+        p.send_signal(signal.SIGKILL)
+        p.wait(timeout=10)
+        now = listing(tb, app)
+        kind = "none" if not now.strip() else "full" if now == full else "other"
+        seen[kind] += 1
+        if kind == "other" and not bad:
+            bad = now
+        if i < 39:
+            d = call("DEL")
+            if not d.ok or listing(tb, app).strip():
+                check("weir-cni kill -9: DEL between the runs empties the ruleset", False, d)
+                break
+    total = sum(seen.values())
+    check(f"weir-cni ADD killed -9 {total} times at random moments: table inet weir absent or whole ({seen})",
+          seen["other"] == 0 and total >= 10, bad)
+    add = call("ADD")
+    check("weir-cni kill -9: a normal ADD afterwards repairs", add.ok and listing(tb, app) == full, add)
+    chk = call("CHECK")
+    check("weir-cni kill -9: CHECK passes after the repair", chk.ok, chk)
+    call("DEL")
+
+
 def main():
     testbed.require_root()
-    for b in ("weir-nft-test-apply", "weir-probe"):
+    for b in ("weir-nft-test-apply", "weir-probe", "weir-cni"):
         if not os.access(os.path.join(testbed.bin_dir(), b), os.X_OK):
             print(f"SKIP: {b} not built in {testbed.bin_dir()}", file=sys.stderr)
             return 77
@@ -196,6 +269,7 @@ def main():
         tproxy(tb)
         dns(tb)
         kill9(tb)
+        cni_kill9(tb)
     return finish()
 
 

@@ -12,7 +12,7 @@
 #include <grpcpp/grpcpp.h>
 #include <nlohmann/json.hpp>
 
-#include "cri_pods.grpc.pb.h"
+#include "cri.grpc.pb.h"
 
 int main(int argc, char** argv) {
   if (argc != 2) {

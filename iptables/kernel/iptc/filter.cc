@@ -1,7 +1,8 @@
 // The libiptc filter. One handle per table, made after the caller entered
 // the target namespace (a handle talks to the namespace current at init), one
 // commit per table. Commits are atomic per table only, so apply reads weir's
-// state first and puts committed tables back when a later commit fails.
+// state first and puts committed tables back when a later commit fails, and
+// commits in the order commit_order gives, for what a kill -9 leaves.
 #include "kernel/iptc/filter.h"
 
 // libip6tc.h, unlike libiptc.h, lacks extern "C".
@@ -273,8 +274,82 @@ Status open_for_probe(const std::string& table) {
                std::string(lib) + ": open the " + where(T::family, table) + ": " + T::strerror(err), err};
 }
 
+bool contains_family(const std::vector<Family>& fams, Family f) {
+  return std::find(fams.begin(), fams.end(), f) != fams.end();
+}
+
+// The order of libiptc's commits. They are atomic one table at a time, so a
+// kill -9 (or a crash) between two commits leaves the tables before that
+// point changed and the rest not; rollback cannot run. The order decides
+// which half states can exist, and is chosen so that each is the safer one
+// (README, "Reliability"):
+//  - Families that get rules: IPv6 first, then IPv4. Killed between the two,
+//    IPv4 is uncaptured, which is loud: most of a pod's traffic misses the
+//    proxy and `weir-init validate` (which dials IPv4 in a dual-stack pod)
+//    fails. The other order would leave IPv6 silently bypassing the proxy
+//    while IPv4 and every check that dials it look right.
+//  - In a family, the tables it wants in stage order, raw, mangle, nat: what
+//    supports capture (DNS conntrack zones, TPROXY marks, drop-invalid)
+//    before what captures (nat's REDIRECTs). raw alone is harmless (zones
+//    for DNS that is not redirected); nat's DNS redirect without raw's zones
+//    can mix the proxy's and the apps' DNS flows in conntrack.
+//  - Then the tables it no longer wants, nat, mangle, raw: a new capture is
+//    in before the old one goes (make before break), so a change of mode
+//    (REDIRECT <-> TPROXY) passes through "both" rather than "neither".
+//  - Families that lose all of weir's rules last, IPv4 then IPv6: clean and
+//    DEL undo apply in reverse, so every half state they leave (IPv6
+//    captured, IPv4 not; nat gone, raw left) is one apply can leave too.
+// A spec change flips tables in the same order; a change that touches two
+// tables of one family at once (dns.port: raw's zones and nat's redirect)
+// breaks that flow between the commits in either order.
+std::vector<Family> commit_order(const RulePlan& wanted, const std::vector<Family>& scope) {
+  auto gets_rules = [&](Family f) {
+    const Ruleset* rs = wanted.find(f);
+    return rs && !rs->tables.empty();
+  };
+  std::vector<Family> order;
+  for (Family f : {Family::V6, Family::V4})
+    if (contains_family(scope, f) && gets_rules(f)) order.push_back(f);
+  for (Family f : {Family::V4, Family::V6})
+    if (contains_family(scope, f) && !gets_rules(f)) order.push_back(f);
+  return order;
+}
+
+// raw, mangle, nat: the order tables are filled in (and emptied in reverse).
+int install_rank(const std::string& table) {
+  if (table == "raw") return 0;
+  if (table == "mangle") return 1;
+  if (table == "nat") return 2;
+  return 3;
+}
+
+// Other capture tools' chains in one family's nat, mangle and raw tables:
+// chain names only. Only tables the namespace has instantiated are opened
+// (opening one creates it), and none when the family's module is not loaded.
+template <typename T>
+Status foreign_chains_in(std::vector<ForeignRules>& out) {
+  bool loaded = true;
+  const std::vector<std::string> in_use = tables_in_use<T>(&loaded);
+  if (!loaded) return {};
+  for (const char* name : {"nat", "mangle", "raw"}) {
+    if (std::find(in_use.begin(), in_use.end(), name) == in_use.end()) continue;
+    HandlePtr h = open_handle<T>(name);
+    if (!h) {
+      int err = errno;
+      if (table_missing(err) || family_missing(err)) continue;
+      return Error{ErrorKind::Kernel, "list the chains of the " + where(T::family, name) + ": " + T::strerror(err), err};
+    }
+    std::vector<std::string> chains;
+    for (const char* c = T::first_chain(h.get()); c; c = T::next_chain(h.get())) chains.emplace_back(c);
+    for (ForeignRules& f :
+         foreign_chains(T::family == Family::V4 ? "legacy iptables" : "legacy ip6tables", name, chains))
+      out.push_back(std::move(f));
+  }
+  return {};
+}
+
 RulePlan restrict_rules(RulePlan p, const std::vector<Family>& fams) {
-  auto drop = [&](Family f) { return std::find(fams.begin(), fams.end(), f) == fams.end(); };
+  auto drop = [&](Family f) { return !contains_family(fams, f); };
   std::erase_if(p.rulesets, [&](const Ruleset& rs) { return drop(rs.family); });
   p.routes.clear();  // not the filter's
   return p;
@@ -487,19 +562,27 @@ struct IptcFilter::Impl {
       e.message += " (and putting back the previous rules failed" + failures + ")";
       return e;
     };
-    for (Family f : scope) {
+    for (Family f : commit_order(wanted, scope)) {
       const Ruleset* want = wanted.find(f);
       const Ruleset* have = old.find(f);
       std::vector<std::string> tables;
       if (want)
         for (const Table& t : want->tables) tables.push_back(t.name);
+      std::stable_sort(tables.begin(), tables.end(),
+                       [](const std::string& a, const std::string& b) { return install_rank(a) < install_rank(b); });
+      std::vector<std::string> removed;
       if (have)
         for (const Table& t : have->tables)
-          if (std::find(tables.begin(), tables.end(), t.name) == tables.end()) tables.push_back(t.name);
+          if (std::find(tables.begin(), tables.end(), t.name) == tables.end()) removed.push_back(t.name);
+      std::stable_sort(removed.begin(), removed.end(),
+                       [](const std::string& a, const std::string& b) { return install_rank(a) > install_rank(b); });
+      tables.insert(tables.end(), removed.begin(), removed.end());
       for (const std::string& name : tables) {
         const Table* t = want ? want->find(name) : nullptr;
         if (Status s = sync_table_any(f, name, t); !s) return rollback(s.error());
         done.push_back({f, name});
+        if (options.abandon_after_commit != 0 && commits >= options.abandon_after_commit)
+          return Error{ErrorKind::Internal, "abandoned after commit " + std::to_string(commits) + " (test hook)"};
       }
     }
     return {};
@@ -551,6 +634,13 @@ Result<CapturePolicy> IptcFilter::read(const std::vector<Family>& families) {
 }
 
 CapturePolicy IptcFilter::canonical(const CapturePolicy& policy) const { return xtables::canonical(policy); }
+
+Result<std::vector<ForeignRules>> IptcFilter::foreign_rules() {
+  std::vector<ForeignRules> out;
+  if (Status s = foreign_chains_in<V4>(out); !s) return s.error();
+  if (Status s = foreign_chains_in<V6>(out); !s) return s.error();
+  return out;
+}
 
 namespace {
 

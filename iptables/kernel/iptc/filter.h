@@ -17,6 +17,10 @@ struct IptcOptions {
   // every commit including rollbacks) fails with EINVAL without reaching the
   // kernel, so a test can prove that apply puts everything back. 0 = never.
   int fail_commit_number = 0;
+  // Test hook: after the Nth table commit succeeds, stop as a kill -9 would
+  // there: return an error and put nothing back, so a test can see the half
+  // state each point of the commit order leaves. 0 = never.
+  int abandon_after_commit = 0;
   // Bounded retries of a commit the kernel refuses with EAGAIN or EINVAL
   // (another writer changed the table between our read and our commit, or
   // between the commit's replace and its counter update).
@@ -46,6 +50,9 @@ class IptcFilter final : public PacketFilter {
   Result<CapturePolicy> apply(const CapturePolicy& policy, const std::vector<Family>& scope) override;
   Result<CapturePolicy> read(const std::vector<Family>& families) override;
   CapturePolicy canonical(const CapturePolicy& policy) const override;
+  // Istio's, Linkerd's (...) chains in the nat, mangle and raw tables of
+  // both families: libiptc's chain names, in the tables this namespace has.
+  Result<std::vector<ForeignRules>> foreign_rules() override;
 
   // The xtables form: what apply() installs for `wanted` (nothing else
   // changes; routes are ignored), and what read() raises. For tests and the

@@ -10,6 +10,7 @@
 
 #include "kernel/nft/decode.h"
 #include "kernel/nft/encode.h"
+#include "kernel/nft/foreign.h"
 #include "kernel/nft/netlink.h"
 #include "rules/nft/ruleset.h"
 
@@ -90,6 +91,20 @@ class NftFilter : public PacketFilter {
   }
 
   CapturePolicy canonical(const CapturePolicy& policy) const override { return nft::canonical(policy); }
+
+  Result<std::vector<ForeignRules>> foreign_rules() override {
+    auto s = Socket::open();
+    if (!s) {
+      if (s.error().kind == ErrorKind::Unsupported) return std::vector<ForeignRules>{};
+      return s.error().wrap("look for other capture tools' nftables rules");
+    }
+    auto found = nft::netlink::foreign_rules(*s);
+    if (!found) {
+      if (found.error().kind == ErrorKind::Unsupported) return std::vector<ForeignRules>{};
+      return found.error().wrap("look for other capture tools' nftables rules");
+    }
+    return found;
+  }
 
  private:
   // What probe sends when the policy is empty: one rule, so that nf_tables

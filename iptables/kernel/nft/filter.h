@@ -4,7 +4,8 @@
 // never emits an xt (compat) expression.
 //
 // It owns exactly one table, `inet weir` (its shape: rules/nft/ruleset.h),
-// and never dumps, reads or changes another: every request names the table.
+// and never dumps the rules of, reads or changes another: every request
+// names the table (foreign_rules, below, lists only other tables' names).
 //  - apply: reads table weir; when it already is the wanted ruleset nothing
 //    is sent; otherwise ONE batch deletes the table (if any) and creates it
 //    again with every chain, set and rule of both families. The kernel
@@ -21,6 +22,10 @@
 //    ms here), so a caller on a per-pod path should rather apply and fall
 //    back on an Unsupported error: apply is all-or-nothing, and a kernel
 //    that lacks a chain type or expression fails it with Unsupported.
+//  - foreign_rules: one dump of every family's table names (Istio's
+//    istio-proxy-* tables) and, for iptables-nft's ip/ip6 nat, mangle and
+//    raw tables, of their chain names (ISTIO_*, PROXY_INIT_*): names only,
+//    never another table's rules (kernel/nft/foreign.h).
 #pragma once
 
 #include <memory>

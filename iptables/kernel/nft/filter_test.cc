@@ -8,7 +8,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -17,6 +19,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <atomic>
 
 #include <nlohmann/json.hpp>
@@ -388,6 +391,84 @@ TEST_CASE("nft filter: a foreign inet table and a foreign legacy rule are byte-i
   CHECK(sh(ns.exec("nft -a list table inet foreign")).out == foreign);
   CHECK(strip(sh(ns.exec("iptables-legacy-save -t nat")).out) == strip(legacy));
   CHECK(sh(ns.exec("nft list tables")).out == "table inet foreign\n");
+}
+
+TEST_CASE("nft filter: other capture tools' tables and iptables-nft chains are named, by their names only") {
+  REQUIRE_ROOT();
+  auto filter = make_nft_filter();
+  TestNs ns;
+  {
+    auto g = ns.enter();
+    auto none = filter->foreign_rules();
+    REQUIRE_MESSAGE(none.ok(), none.error().message);
+    CHECK(none->empty());  // an empty namespace
+    REQUIRE(filter->apply(capture_policy(CaptureSpec{}), kBoth).ok());
+    auto own = filter->foreign_rules();
+    REQUIRE(own.ok());
+    CHECK(own->empty());  // weir's own table is nobody else's
+  }
+  // Istio 1.27's native tables, and an iptables-nft nat table (as
+  // iptables-nft makes it) holding Istio's and Linkerd's chains.
+  REQUIRE(sh(ns.exec("nft add table inet istio-proxy-nat")).code == 0);
+  REQUIRE(sh(ns.exec("nft add table inet istio-proxy-mangle")).code == 0);
+  REQUIRE(sh(ns.exec("nft add table ip nat")).code == 0);
+  REQUIRE(sh(ns.exec("nft add chain ip nat PREROUTING '{ type nat hook prerouting priority -100; }'")).code == 0);
+  REQUIRE(sh(ns.exec("nft add chain ip nat ISTIO_INBOUND")).code == 0);
+  REQUIRE(sh(ns.exec("nft add chain ip nat PROXY_INIT_REDIRECT")).code == 0);
+  REQUIRE(sh(ns.exec("nft add chain ip nat ISTIO_OUTPUT")).code == 0);
+  REQUIRE(sh(ns.exec("nft add table ip6 mangle")).code == 0);
+  REQUIRE(sh(ns.exec("nft add chain ip6 mangle ISTIO_PRERT")).code == 0);
+  // Not a capture tool's: a filter table, and a chain of that name elsewhere.
+  REQUIRE(sh(ns.exec("nft add table ip filter")).code == 0);
+  REQUIRE(sh(ns.exec("nft add chain ip filter ISTIO_NOT_CAPTURE")).code == 0);
+  const std::string before = ns.ruleset();
+  auto g = ns.enter();
+  auto found = filter->foreign_rules();
+  REQUIRE_MESSAGE(found.ok(), found.error().message);
+  std::vector<ForeignRules> want{
+      {"Istio", "nftables", "inet istio-proxy-nat", {}},
+      {"Istio", "nftables", "inet istio-proxy-mangle", {}},
+      {"Istio", "iptables-nft", "ip nat", {"ISTIO_INBOUND", "ISTIO_OUTPUT"}},
+      {"Linkerd", "iptables-nft", "ip nat", {"PROXY_INIT_REDIRECT"}},
+      {"Istio", "iptables-nft", "ip6 mangle", {"ISTIO_PRERT"}},
+  };
+  // The kernel lists tables newest first or oldest first depending on its
+  // version; compare as sets.
+  auto sorted = [](std::vector<ForeignRules> v) {
+    for (auto& f : v) std::sort(f.chains.begin(), f.chains.end());
+    std::sort(v.begin(), v.end(), [](const ForeignRules& a, const ForeignRules& b) {
+      return std::tie(a.tool, a.backend, a.table) < std::tie(b.tool, b.backend, b.table);
+    });
+    return v;
+  };
+  CHECK(sorted(*found) == sorted(want));
+  CHECK(ns.ruleset() == before);  // looking changed nothing
+}
+
+TEST_CASE("nft filter: what looking for other tools' rules costs an apply (information only)") {
+  REQUIRE_ROOT();
+  auto filter = make_nft_filter();
+  TestNs ns;
+  auto g = ns.enter();
+  REQUIRE(filter->apply(capture_policy(CaptureSpec{}), kBoth).ok());
+  auto time_it = [&] {
+    std::vector<double> us;
+    for (int i = 0; i < 200; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      auto found = filter->foreign_rules();
+      us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+      REQUIRE(found.ok());
+    }
+    std::sort(us.begin(), us.end());
+    return us[us.size() / 2];
+  };
+  const double alone = time_it();
+  // With an iptables-nft nat table beside weir's: one more dump (chains).
+  REQUIRE(sh(ns.exec("nft add table ip nat")).code == 0);
+  REQUIRE(sh(ns.exec("nft add chain ip nat ISTIO_OUTPUT")).code == 0);
+  const double beside = time_it();
+  MESSAGE("foreign_rules median: " << alone << " us with only weir's table, " << beside
+                                   << " us beside an ip nat table (200 calls each)");
 }
 
 TEST_CASE("nft filter: a batch the kernel refuses leaves the namespace as it was") {

@@ -166,7 +166,7 @@ json iface_json(const IfaceMatch& m) {
   return name;
 }
 
-json step_json(const Step& s, Family f, Stage stage, bool base) {
+json step_json(const Step& s, Family f, Stage stage, bool base, bool counters) {
   (void)stage;
   const Match& m = s.match;
   json expr = json::array();
@@ -205,7 +205,8 @@ json step_json(const Step& s, Family f, Stage stage, bool base) {
   };
   if (m.mark) mark_json(meta("mark"), *m.mark);
   if (m.connmark) mark_json(ct("mark"), *m.connmark);
-  expr.push_back(json{{"counter", nullptr}});
+  expr.push_back(counters ? json{{"counter", {{"packets", s.counters.packets}, {"bytes", s.counters.bytes}}}}
+                          : json{{"counter", nullptr}});
   auto set_mark = [&](uint32_t value, uint32_t mask) {
     json v = mask == 0xffffffff ? json(value) : json{{"^", {json{{"&", {meta("mark"), ~mask}}}, value}}};
     expr.push_back(json{{"mangle", {{"key", meta("mark")}, {"value", v}}}});
@@ -430,7 +431,6 @@ CapturePolicy canonical(const CapturePolicy& policy) {
         for (const Step& s : c.steps) {
           Step n = s;
           n.reason = comment_text(s);
-          n.counters = {};
           Match& m = n.match;
           if (m.src) m.src->cidrs = cidrs_of(key_ranges(m.src->cidrs, f), f);
           if (m.dst) m.dst->cidrs = cidrs_of(key_ranges(m.dst->cidrs, f), f);
@@ -456,7 +456,7 @@ CapturePolicy canonical(const CapturePolicy& policy) {
   return out;
 }
 
-std::string step_text(const Step& s, Family f, Stage stage, bool base) {
+std::string step_text(const Step& s, Family f, Stage stage, bool base, bool counters) {
   const Match& m = s.match;
   std::vector<std::string> parts;
   const std::string fam = family_name(f);
@@ -477,7 +477,9 @@ std::string step_text(const Step& s, Family f, Stage stage, bool base) {
   if (m.mark) parts.push_back(mark_text("meta mark", *m.mark));
   if (m.connmark) parts.push_back(mark_text("ct mark", *m.connmark));
   for (const auto& u : m.unknown) parts.push_back("# unknown: " + u);
-  parts.push_back("counter");
+  parts.push_back(counters ? "counter packets " + std::to_string(s.counters.packets) + " bytes " +
+                                 std::to_string(s.counters.bytes)
+                           : "counter");
   std::visit(
       [&](const auto& a) {
         using A = std::decay_t<decltype(a)>;
@@ -507,12 +509,14 @@ std::string step_text(const Step& s, Family f, Stage stage, bool base) {
   return join(parts, " ");
 }
 
-std::string render_text(const CapturePolicy& input) {
+std::string render_text(const CapturePolicy& input, const TextOptions& opts) {
   const CapturePolicy p = canonical(input);
   std::string out;
-  out += "# weir: the capture rules, one transaction for IPv4 and IPv6 (nft -f)\n";
-  out += std::string("add table inet ") + kTable + "\n";
-  out += std::string("delete table inet ") + kTable + "\n";
+  if (!opts.listing) {
+    out += "# weir: the capture rules, one transaction for IPv4 and IPv6 (nft -f)\n";
+    out += std::string("add table inet ") + kTable + "\n";
+    out += std::string("delete table inet ") + kTable + "\n";
+  }
   out += std::string("table inet ") + kTable + " {\n";
   for (const BaseChain& b : base_chains(p)) {
     out += "\tchain " + base_chain_name(b.stage, b.hook) + " {\n";
@@ -522,46 +526,59 @@ std::string render_text(const CapturePolicy& input) {
       if (const StagePolicy* sp = fp.find(b.stage))
         for (const PolicyChain& c : sp->chains)
           if (c.hook == b.hook)
-            for (const Step& s : c.steps) out += "\t\t" + step_text(s, fp.family, b.stage, true) + "\n";
+            for (const Step& s : c.steps)
+              out += "\t\t" + step_text(s, fp.family, b.stage, true, opts.counters) + "\n";
     out += "\t}\n";
   }
   each_chain(p, [&](Family f, Stage stage, const PolicyChain& c) {
     if (c.hook) return;
     out += "\tchain " + chain_name(f, stage, c.name) + " {\n";
-    for (const Step& s : c.steps) out += "\t\t" + step_text(s, f, stage, false) + "\n";
+    for (const Step& s : c.steps) out += "\t\t" + step_text(s, f, stage, false, opts.counters) + "\n";
     out += "\t}\n";
   });
   out += "}\n";
+  for (const PolicyRoute& r : p.routes)
+    out += std::string("# weir: ") + to_string(r.family) + " policy route: fwmark " + hex(r.fwmark) + " lookup " +
+           std::to_string(r.table) + ", local " + (r.family == Family::V4 ? "0.0.0.0/0" : "::/0") + " dev lo table " +
+           std::to_string(r.table) + "\n";
+  if (p.find(Family::V6))
+    out += "# weir: ipv6 address ::6/128 on lo (the proxy's passthrough source; apply adds it when missing)\n";
   return out;
 }
 
-nlohmann::json render_json(const CapturePolicy& input) {
+nlohmann::json render_json(const CapturePolicy& input, const TextOptions& opts) {
   const CapturePolicy p = canonical(input);
   json cmds = json::array();
   cmds.push_back(json{{"metainfo", {{"json_schema_version", 1}}}});
+  // A transaction wraps each object in "add" (and replaces the table first);
+  // a listing is the bare objects, as `nft --json list table inet weir`.
+  auto object = [&](const char* kind, json o) {
+    cmds.push_back(opts.listing ? json{{kind, std::move(o)}} : json{{"add", {{kind, std::move(o)}}}});
+  };
   const json table = {{"family", "inet"}, {"name", kTable}};
-  cmds.push_back(json{{"add", {{"table", table}}}});
-  cmds.push_back(json{{"delete", {{"table", table}}}});
-  cmds.push_back(json{{"add", {{"table", table}}}});
+  if (opts.listing) {
+    object("table", table);
+  } else {
+    cmds.push_back(json{{"add", {{"table", table}}}});
+    cmds.push_back(json{{"delete", {{"table", table}}}});
+    cmds.push_back(json{{"add", {{"table", table}}}});
+  }
   for (const BaseChain& b : base_chains(p))
-    cmds.push_back(json{{"add",
-                         {{"chain",
-                           {{"family", "inet"},
-                            {"table", kTable},
-                            {"name", base_chain_name(b.stage, b.hook)},
-                            {"type", chain_type(b.stage, b.hook)},
-                            {"hook", hook_name(b.hook)},
-                            {"prio", stage_priority(b.stage)},
-                            {"policy", "accept"}}}}}});
+    object("chain", {{"family", "inet"},
+                     {"table", kTable},
+                     {"name", base_chain_name(b.stage, b.hook)},
+                     {"type", chain_type(b.stage, b.hook)},
+                     {"hook", hook_name(b.hook)},
+                     {"prio", stage_priority(b.stage)},
+                     {"policy", "accept"}});
   each_chain(p, [&](Family f, Stage stage, const PolicyChain& c) {
-    if (!c.hook)
-      cmds.push_back(json{{"add", {{"chain", {{"family", "inet"}, {"table", kTable}, {"name", chain_name(f, stage, c.name)}}}}}});
+    if (!c.hook) object("chain", {{"family", "inet"}, {"table", kTable}, {"name", chain_name(f, stage, c.name)}});
   });
   auto rule = [&](const std::string& chain, const Step& s, Family f, Stage stage, bool base) {
-    json r = {{"family", "inet"}, {"table", kTable}, {"chain", chain}, {"expr", step_json(s, f, stage, base)}};
+    json r = {{"family", "inet"}, {"table", kTable}, {"chain", chain}, {"expr", step_json(s, f, stage, base, opts.counters)}};
     const std::string comment = comment_text(s);
     if (!comment.empty()) r["comment"] = comment;
-    cmds.push_back(json{{"add", {{"rule", r}}}});
+    object("rule", std::move(r));
   };
   for (const BaseChain& b : base_chains(p))
     for (const FamilyPolicy& fp : p.families)
@@ -573,7 +590,19 @@ nlohmann::json render_json(const CapturePolicy& input) {
     if (!c.hook)
       for (const Step& s : c.steps) rule(chain_name(f, stage, c.name), s, f, stage, false);
   });
-  return json{{"nftables", cmds}};
+  json out = {{"nftables", std::move(cmds)}};
+  if (opts.listing) {
+    // What is not nf_tables' (the text form's "# weir:" lines), beside it.
+    json routes = json::array();
+    for (const PolicyRoute& r : p.routes)
+      routes.push_back(json{{"family", to_string(r.family)},
+                            {"fwmark", r.fwmark},
+                            {"table", r.table},
+                            {"localRoute", r.family == Family::V4 ? "0.0.0.0/0" : "::/0"},
+                            {"device", "lo"}});
+    out["routes"] = std::move(routes);
+  }
+  return out;
 }
 
 }  // namespace weir::nft

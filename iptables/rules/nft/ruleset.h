@@ -93,17 +93,34 @@ std::vector<KeyRange> key_ranges(const std::vector<Cidr>& cidrs, Family f);
 std::vector<PortRange> ports_of(const std::vector<KeyRange>& ranges);
 std::vector<Cidr> cidrs_of(const std::vector<KeyRange>& ranges, Family f);
 
+// How render_text prints.
+struct TextOptions {
+  // Each rule's counter with its values ("counter packets 12 bytes 720", as
+  // `nft list` prints it): for live rules (weir show). Else plain "counter".
+  bool counters = false;
+  // Only the table, as `nft list table inet weir` shows it: without the
+  // lines that make the text a transaction replacing weir's previous table.
+  bool listing = false;
+};
+
 // One step as nft prints it in a chain of table weir, after its family guard
 // ("meta l4proto tcp tcp dport != 15008 counter jump ip_nat_WEIR_IN_REDIRECT
 // comment \"...\""). `base`: the step is in a base chain (gets the guard).
-std::string step_text(const Step& step, Family f, Stage stage, bool base);
+// `counters`: "counter packets N bytes M" with the step's counters.
+std::string step_text(const Step& step, Family f, Stage stage, bool base, bool counters = false);
 
 // canonical(policy) as `nft -f` input: creates table inet weir if missing,
 // deletes it, and defines it again, so that running it replaces weir's
-// previous table in one transaction. Call check() first.
-std::string render_text(const CapturePolicy& policy);
+// previous table in one transaction; then the policy routes as comment
+// lines (they are not nf_tables'). Call check() first. Either form is
+// accepted by `nft -f` (a listing adds to a table rather than replacing it).
+std::string render_text(const CapturePolicy& policy, const TextOptions& opts = {});
 
-// The same transaction in nft's JSON syntax (`nft -j -f`).
-nlohmann::json render_json(const CapturePolicy& policy);
+// The same transaction in nft's JSON syntax (`nft -j -f`). With
+// opts.listing, the table's objects as `nft --json list table inet weir`
+// prints them (no add/delete commands), plus a "routes" member beside
+// "nftables" for the policy routes; opts.counters gives each rule's counter
+// its values ({"counter": {"packets": N, "bytes": M}}).
+nlohmann::json render_json(const CapturePolicy& policy, const TextOptions& opts = {});
 
 }  // namespace weir::nft

@@ -121,6 +121,32 @@ TEST_CASE("nft: every spec of the matrix passes check, and canonical is idempote
   }
 }
 
+TEST_CASE("nft: the JSON listing (weir show) has bare objects and each rule's counter figures") {
+  CapturePolicy p = capture_policy(CaptureSpec{});
+  for (FamilyPolicy& fp : p.families)
+    for (StagePolicy& sp : fp.stages)
+      for (PolicyChain& c : sp.chains)
+        for (Step& s : c.steps) s.counters = Counters{7, 420};
+  const nlohmann::json listing = render_json(p, TextOptions{.counters = true, .listing = true});
+  const nlohmann::json plan = render_json(p);
+  size_t rules = 0, with_figures = 0, commands = 0;
+  for (const auto& o : listing["nftables"]) {
+    if (o.contains("add") || o.contains("delete")) ++commands;
+    if (!o.contains("rule")) continue;
+    ++rules;
+    for (const auto& e : o["rule"]["expr"])
+      if (e.contains("counter") && e["counter"].is_object() && e["counter"]["packets"] == 7 && e["counter"]["bytes"] == 420)
+        ++with_figures;
+  }
+  CHECK(commands == 0);
+  CHECK(rules > 0);
+  CHECK(with_figures == rules);
+  CHECK(listing.contains("routes"));
+  // The transaction (weir plan) keeps plain counters and its add/delete commands.
+  CHECK_FALSE(has(plan.dump(), "\"packets\""));
+  CHECK(has(plan.dump(), "\"delete\""));
+}
+
 TEST_CASE("nft: a port set of any size is one rule") {
   CapturePolicy p;
   Step capture;
@@ -199,6 +225,46 @@ TEST_CASE("nft: chain names parse back") {
   CHECK(r->stage == Stage::Nat);
   CHECK(r->name == "WEIR_IN_REDIRECT");
   CHECK_FALSE(parse_chain_name("foreign"));
+}
+
+TEST_CASE("nft: live counters print as nft lists them; they never make two policies differ") {
+  CapturePolicy live = canonical(capture_policy(CaptureSpec{}));
+  const CapturePolicy planned = live;
+  auto& steps = live.families[0].stages[0].chains[0].steps;  // ipv4 nat PREROUTING
+  REQUIRE(!steps.empty());
+  steps[0].counters = Counters{12, 720};
+  // check and apply compare like this: counter values are not part of a rule.
+  CHECK(live == planned);
+  CHECK(canonical(live) == planned);
+  CHECK(canonical(live).families[0].stages[0].chains[0].steps[0].counters.packets == 12);  // kept for show
+
+  const std::string listed = render_text(live, TextOptions{.counters = true, .listing = true});
+  CAPTURE(listed);
+  CHECK(listed.rfind("table inet weir {\n\tchain nat_prerouting {\n", 0) == 0);  // no transaction lines
+  CHECK_FALSE(has(listed, "delete table"));
+  CHECK(has(listed, "meta nfproto ipv4 counter packets 12 bytes 720 jump ip_nat_WEIR_INBOUND"));
+  CHECK(has(listed, "meta nfproto ipv6 counter packets 0 bytes 0 jump ip6_nat_WEIR_INBOUND"));
+  CHECK_FALSE(has(listed, "counter jump"));  // every rule shows its values
+
+  // The plan's form is unchanged by counters: plain "counter", as nft -f takes it.
+  const std::string plan_text = render_text(live);
+  CHECK(plan_text == render_text(planned));
+  CHECK(has(plan_text, "meta nfproto ipv4 counter jump ip_nat_WEIR_INBOUND"));
+  CHECK_FALSE(has(plan_text, "packets"));
+}
+
+TEST_CASE("nft: the policy routes and ::6 are comment lines after the table") {
+  CaptureSpec tp;
+  tp.mode = InboundMode::Tproxy;
+  const std::string text = render_text(capture_policy(tp));
+  CHECK(has(text, "}\n# weir: ipv4 policy route: fwmark 0x00000539 lookup 133, local 0.0.0.0/0 dev lo table 133\n"
+                  "# weir: ipv6 policy route: fwmark 0x00000539 lookup 133, local ::/0 dev lo table 133\n"
+                  "# weir: ipv6 address ::6/128 on lo"));
+  CaptureSpec v4;
+  v4.ip_families = IpFamilies::V4;
+  const std::string plain = render_text(capture_policy(v4));
+  CHECK_FALSE(has(plain, "policy route"));
+  CHECK_FALSE(has(plain, "::6/128"));
 }
 
 }  // namespace
