@@ -143,9 +143,11 @@ def timed(netns_for_child, stdin, argv, extra_env=None):
     return ns / 1e6
 
 try:
-    # The rules for restore: exactly what weir-cni installs (IPv4), as iptables-legacy-save prints them.
+    # The rules for restore: exactly what weir-cni installs (IPv4) with its legacy iptables
+    # backend, as iptables-legacy-save prints them. The timed ADDs use the default backend
+    # (auto: nftables where the kernel has it).
     ref = add_ns(f"{prefix}-ref")
-    timed(None, files["ipv4"], [weirs[0]], {"CNI_NETNS": ref})
+    timed(None, files["ipv4"], [weirs[0]], {"CNI_NETNS": ref, "WEIR_TEST_UNAVAILABLE_BACKEND": "nftables"})
     rules = subprocess.run(["ip", "netns", "exec", os.path.basename(ref), "iptables-legacy-save", "-t", "nat"],
                            check=True, capture_output=True, text=True, timeout=30).stdout
     if "WEIR_OUTPUT" not in rules:

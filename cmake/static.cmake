@@ -9,13 +9,18 @@
 #     scripts/build-static-deps.sh (Debian ships no .a for them), libnftnl
 #     from Debian's own archive, copied there with a .pc file;
 #   - spdlog and fmt become header-only (Debian ships only their .so).
+# With WEIR_NFTABLES=OFF (scripts/build-static.sh sets it when libmnl.a could
+# not be built) libmnl and libnftnl are not needed.
 
 set(WEIR_STATIC_PREFIX "${CMAKE_SOURCE_DIR}/build-static-deps/prefix"
     CACHE PATH "Prefix holding the static archives from scripts/build-static-deps.sh")
-if(NOT EXISTS "${WEIR_STATIC_PREFIX}/lib/pkgconfig/libip4tc.pc"
-   OR NOT EXISTS "${WEIR_STATIC_PREFIX}/lib/pkgconfig/libnftnl.pc")
+if(NOT EXISTS "${WEIR_STATIC_PREFIX}/lib/pkgconfig/libip4tc.pc")
   message(FATAL_ERROR "WEIR_STATIC: no static archives in ${WEIR_STATIC_PREFIX}; "
                       "run scripts/build-static-deps.sh (or scripts/build-static.sh) first")
+endif()
+if(WEIR_NFTABLES AND NOT EXISTS "${WEIR_STATIC_PREFIX}/lib/pkgconfig/libmnl.pc")
+  message(FATAL_ERROR "WEIR_STATIC: no libmnl.a in ${WEIR_STATIC_PREFIX} (build-static-deps.sh could not build it); "
+                      "configure with -DWEIR_NFTABLES=OFF for a static build without the nftables backend")
 endif()
 
 # Only our .pc files, so nothing resolves to the system's shared objects.

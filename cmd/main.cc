@@ -12,6 +12,7 @@
 
 #include "cmd/command.h"
 #include "frontend/logging.h"
+#include "kernel/ops.h"
 
 namespace {
 
@@ -70,7 +71,8 @@ int fail(const std::string& command, const std::string& message) {
 int main(int argc, char** argv) {
   CLI::App app{"weir: installs and inspects the netfilter rules that send a pod's traffic through its sidecar proxy"};
   app.name("weir");
-  app.set_version_flag("--version", WEIR_VERSION);
+  // The second line tells a static build made without libmnl.a apart.
+  app.set_version_flag("--version", std::string(WEIR_VERSION) + "\nnftables backend: " + weir::nftables_backend());
   app.require_subcommand(1);
   app.fallthrough();  // --log-level also after the command
   std::string log_level = "warn";

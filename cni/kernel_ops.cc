@@ -18,7 +18,9 @@ class OpsKernel final : public KernelOps {
   Status probe(const CaptureSpec& spec) override {
     std::string backend;
     Status s = probe_kernel(spec, &backend);
-    if (s) spdlog::info("STATUS: the {} backend takes weir's rules on this node", backend);
+    if (s)
+      spdlog::info("STATUS: the {} backend takes weir's rules on this node (nftables backend: {})", backend,
+                   nftables_backend());
     return s;
   }
 };

@@ -5,10 +5,14 @@
 #include <memory>
 #include <cerrno>
 #include <optional>
+#include <string>
+#include <utility>
 
 #include "kernel/iptc/filter.h"
-#include "kernel/nft/filter.h"
 #include "kernel/netns.h"
+#if WEIR_HAVE_NFTABLES
+#include "kernel/nft/filter.h"
+#endif
 #include "rules/plan.h"
 #include "rules/xtables/lower.h"
 
@@ -54,12 +58,13 @@ Result<Session> begin(const NetnsTarget& t, bool writes) {
   return s;
 }
 
-// A filter a test has declared unavailable (WEIR_TEST_UNAVAILABLE_BACKEND):
-// every call answers Unsupported and nothing reaches the kernel interface,
-// as on a node whose kernel lacks it (RHEL 10 has no legacy xtables).
+// A filter a test has declared unavailable (WEIR_TEST_UNAVAILABLE_BACKEND),
+// or one this build does not have: every call answers Unsupported with `why`
+// and nothing reaches the kernel interface, as on a node whose kernel lacks
+// it (RHEL 10 has no legacy xtables).
 class UnavailableFilter final : public PacketFilter {
  public:
-  explicit UnavailableFilter(const char* name) : name_(name) {}
+  UnavailableFilter(const char* name, std::string why) : name_(name), why_(std::move(why)) {}
   const char* name() const override { return name_; }
   Status probe(const CapturePolicy&) override { return missing(); }
   Result<CapturePolicy> apply(const CapturePolicy&, const std::vector<Family>&) override { return missing(); }
@@ -67,12 +72,12 @@ class UnavailableFilter final : public PacketFilter {
   CapturePolicy canonical(const CapturePolicy& p) const override { return p; }
 
  private:
-  Error missing() const {
-    return Error{ErrorKind::Unsupported,
-                 std::string(name_) + " is unavailable (WEIR_TEST_UNAVAILABLE_BACKEND, a test switch)", 0};
-  }
+  Error missing() const { return Error{ErrorKind::Unsupported, why_, 0}; }
   const char* name_;
+  std::string why_;
 };
+
+constexpr bool kHaveNftables = WEIR_HAVE_NFTABLES;
 
 bool test_says_unavailable(const char* name) {
   // Test-only, documented in kernel/README.md: a comma-separated list of
@@ -83,18 +88,35 @@ bool test_says_unavailable(const char* name) {
   return list.find(std::string(",") + name + ",") != std::string::npos;
 }
 
+std::unique_ptr<PacketFilter> unavailable(const char* name, std::string why) {
+  return std::make_unique<UnavailableFilter>(name, std::move(why));
+}
+
+std::unique_ptr<PacketFilter> real_nft_filter() {
+#if WEIR_HAVE_NFTABLES
+  if (!test_says_unavailable("nftables")) return make_nft_filter();
+#else
+  if (!test_says_unavailable("nftables"))
+    return unavailable("nftables", "this build has no nftables backend (" WEIR_NFTABLES_MISSING_WHY ")");
+#endif
+  return unavailable("nftables", "nftables is unavailable (WEIR_TEST_UNAVAILABLE_BACKEND, a test switch)");
+}
+
 // The nftables and libiptc filters (in auto's order of preference),
-// rtnetlink and /proc: what front ends get.
+// rtnetlink and /proc: what front ends get. A build without the nftables
+// filter lists its stand-in last, so auto goes straight to libiptc and a
+// spec asking for nftables hears why not.
 struct RealKernel {
-  std::unique_ptr<PacketFilter> nft = test_says_unavailable("nftables")
-                                          ? std::unique_ptr<PacketFilter>(new UnavailableFilter("nftables"))
-                                          : make_nft_filter();
-  std::unique_ptr<PacketFilter> iptc = test_says_unavailable("iptables")
-                                           ? std::unique_ptr<PacketFilter>(new UnavailableFilter("iptables"))
-                                           : std::unique_ptr<PacketFilter>(new IptcFilter());
+  std::unique_ptr<PacketFilter> nft = real_nft_filter();
+  std::unique_ptr<PacketFilter> iptc =
+      test_says_unavailable("iptables")
+          ? unavailable("iptables", "iptables is unavailable (WEIR_TEST_UNAVAILABLE_BACKEND, a test switch)")
+          : std::unique_ptr<PacketFilter>(new IptcFilter());
   NetlinkRouting routing;
   NetlinkLinks links;
-  KernelSide side{{nft.get(), iptc.get()}, routing, links};
+  KernelSide side{kHaveNftables ? std::vector<PacketFilter*>{nft.get(), iptc.get()}
+                                : std::vector<PacketFilter*>{iptc.get(), nft.get()},
+                  routing, links};
 };
 
 // The filters the spec lets this operation use, in order of preference:
@@ -143,11 +165,12 @@ bool contains(const std::vector<Family>& fams, Family f) { return std::find(fams
 
 // The families to work on, called inside the namespace. A spec asking for
 // IPv6 in a namespace without IPv6 gets IPv4 only, with a warning (no IPv6
-// traffic can bypass a proxy where there is no IPv6).
-Result<std::vector<Family>> usable_families(const CaptureSpec& spec, const std::string& where, Links& links,
-                                            std::vector<std::string>* warnings) {
+// traffic can bypass a proxy where there is no IPv6). `every`: the
+// namespace's families (all_families()).
+Result<std::vector<Family>> usable_families(const CaptureSpec& spec, const std::string& where,
+                                            const std::vector<Family>& every, std::vector<std::string>* warnings) {
   std::vector<Family> fams = families(spec);
-  if (!contains(fams, Family::V6) || links.has_ipv6()) return fams;
+  if (!contains(fams, Family::V6) || contains(every, Family::V6)) return fams;
   std::erase(fams, Family::V6);
   if (fams.empty())
     return Error{ErrorKind::Unsupported, "the spec asks for IPv6 only, but netns " + where + " has no IPv6", 0};
@@ -155,6 +178,7 @@ Result<std::vector<Family>> usable_families(const CaptureSpec& spec, const std::
   return fams;
 }
 
+// The namespace's families. Asked once per operation: each asking reads /proc.
 std::vector<Family> all_families(Links& links) {
   std::vector<Family> fams{Family::V4};
   if (links.has_ipv6()) fams.push_back(Family::V6);
@@ -333,7 +357,8 @@ Result<ApplyReport> apply(const NetnsTarget& t, const CaptureSpec& spec, KernelS
   auto cands = candidates(kernel, spec.backend);
   if (!cands) return cands.error();
   ApplyReport report;
-  auto fams = usable_families(spec, t.netns_path, kernel.links, &report.warnings);
+  const std::vector<Family> every = all_families(kernel.links);
+  auto fams = usable_families(spec, t.netns_path, every, &report.warnings);
   if (!fams) return fams.error();
   const CapturePolicy wanted = restrict_to(capture_policy(spec), *fams);
   auto rules = xtables::lower(wanted);  // what the report shows (plan() does the same)
@@ -345,7 +370,7 @@ Result<ApplyReport> apply(const NetnsTarget& t, const CaptureSpec& spec, KernelS
   PacketFilter* used = nullptr;
   std::string refused;
   for (PacketFilter* f : *cands) {
-    Transaction tx{kernel, *f, all_families(kernel.links), false, &report.warnings, t.netns_path};
+    Transaction tx{kernel, *f, every, false, &report.warnings, t.netns_path};
     Status s = tx.run(wanted, true);
     if (s) {
       used = f;
@@ -364,7 +389,7 @@ Result<ApplyReport> apply(const NetnsTarget& t, const CaptureSpec& spec, KernelS
   // filter whose kernel interface is missing has nothing to remove.
   for (PacketFilter* other : kernel.filters) {
     if (!other || other == used) continue;
-    auto removed = other->apply(CapturePolicy{}, all_families(kernel.links));
+    auto removed = other->apply(CapturePolicy{}, every);
     if (!removed && removed.error().kind != ErrorKind::Unsupported)
       report.warnings.push_back(std::string("weir's rules in the ") + other->name() +
                                 " backend were not removed: " + removed.error().message);
@@ -384,9 +409,9 @@ Result<CheckReport> check(const NetnsTarget& t, const CaptureSpec& spec, KernelS
   if (Status s = validate(spec); !s) return s.error();
   auto session = begin(t, false);
   if (!session) return session.error();
-  auto fams = usable_families(spec, t.netns_path, kernel.links, nullptr);
-  if (!fams) return fams.error();
   const std::vector<Family> every = all_families(kernel.links);
+  auto fams = usable_families(spec, t.netns_path, every, nullptr);
+  if (!fams) return fams.error();
   auto filter = filter_in_use(kernel, spec.backend, every);
   if (!filter) return filter.error().wrap("check netns " + t.netns_path);
   CheckReport report;
@@ -419,9 +444,10 @@ Status clean(const NetnsTarget& t, KernelSide& kernel, std::vector<std::string>*
   // Every filter: weir's rules may be in any of them (a migration, a
   // backend pinned by an earlier spec). A missing interface has none.
   bool routes_done = false;
+  const std::vector<Family> every = all_families(kernel.links);
   for (PacketFilter* f : kernel.filters) {
     if (!f) continue;
-    Transaction tx{kernel, *f, all_families(kernel.links), !routes_done, nullptr, t.netns_path};
+    Transaction tx{kernel, *f, every, !routes_done, nullptr, t.netns_path};
     Status s = tx.run(CapturePolicy{}, false);
     if (!s && s.error().kind == ErrorKind::Unsupported) continue;
     if (!s) return s.error().wrap(std::string("clean netns ") + t.netns_path + " (" + f->name() + ")");
@@ -462,6 +488,14 @@ Result<std::string> probe(const CaptureSpec& spec, KernelSide& kernel) {
     refused += std::string(refused.empty() ? "" : "; ") + f->name() + ": " + s.error().message;
   }
   return Error{ErrorKind::Unsupported, "no packet filter takes weir's rules here (" + refused + ")", 0};
+}
+
+const char* nftables_backend() {
+#if WEIR_HAVE_NFTABLES
+  return "built in";
+#else
+  return "not built in (" WEIR_NFTABLES_MISSING_WHY ")";
+#endif
 }
 
 Result<ApplyReport> apply(const NetnsTarget& t, const CaptureSpec& spec) {

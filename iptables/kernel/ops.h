@@ -114,4 +114,10 @@ Result<ShowReport> show(const NetnsTarget& t);
 Result<std::string> probe(const CaptureSpec& spec, KernelSide& kernel);
 Result<std::string> probe(const CaptureSpec& spec);
 
+// Whether this build has the nftables filter: "built in", or "not built in
+// (built without libmnl.a)" (CMake WEIR_NFTABLES=OFF; the static build leaves
+// it out when libmnl.a could not be built). For --version and logs. Without
+// it, auto uses legacy iptables and `backend: nftables` fails saying why.
+const char* nftables_backend();
+
 }  // namespace weir

@@ -8,6 +8,12 @@ Then the static weir-init and weir-cni install capture in a namespace testbed
 and a real connection lands on the proxy port with SO_ORIGINAL_DST intact, so
 the static libiptc/libnl really talk to the kernel.
 
+The nftables backend is in the static binaries only when libmnl.a could be
+built (Debian ships none; libmnl's source can be missing from the mirror):
+`weir --version` must say which, agreeing with the deps prefix. Without it,
+auto must capture through legacy iptables and `--native-nftables` must fail
+naming why; with it, auto must capture through nftables.
+
 Builds land in the ctest build tree (<build>/static-deps, <build>/static), so
 a second run rebuilds nothing. Exit 77 (skipped) when not root (the first
 build needs apt-get) or when Debian's source packages cannot be fetched.
@@ -71,12 +77,20 @@ def build():
         print(err[-4000:])
         check(False, "scripts/build-static-deps.sh succeeds")
         sys.exit(1)
+    if "NO nftables backend" in deps.stderr:
+        print(deps.stderr[-1500:].strip())
     r = run([os.path.join(SRC, "scripts", "build-static.sh")], timeout=660, env=env)
     print(r.stdout.strip())
     if r.returncode != 0:
         print(r.stderr[-6000:])
     check(r.returncode == 0, "scripts/build-static.sh succeeds (ldd finds every binary static)")
-    return out
+    have_mnl = os.path.exists(os.path.join(env["WEIR_STATIC_DEPS_DIR"], "prefix", "lib", "libmnl.a"))
+    lines = r.stdout.strip().splitlines()
+    note = lines[-1] if lines else ""
+    if not have_mnl:
+        print("note: no libmnl.a (see build-static-deps' message above): checking the build WITHOUT nftables")
+        note = note.split(";")[0]
+    return out, have_mnl, note
 
 
 def elf_is_static(path):
@@ -97,7 +111,16 @@ def in_chroot(root, argv, stdin=None, env=None):
                           env=env if env is not None else {"PATH": "/"})
 
 
-def traffic(out):
+NFT_BUILT = "nftables backend: built in"
+NFT_NOT_BUILT = "nftables backend: not built in (built without libmnl.a)"
+
+
+def without_test_switch(argv):
+    """argv with the backend test switch of ctest removed: auto as on a node."""
+    return ["env", "-u", "WEIR_TEST_UNAVAILABLE_BACKEND"] + argv
+
+
+def traffic(out, nft_built):
     """The static weir-init and weir-cni install capture; real connections prove it."""
     sys.path.insert(0, os.path.join(SRC, "netns-testbed"))
     from testbed import Testbed, TestbedError, bin_dir
@@ -128,6 +151,29 @@ def traffic(out):
             check(r.get("landed") == 8080 and not r.get("orig_dst"),
                   f"after --cleanup outbound goes straight to the peer: {r}")
 
+            # auto as on a node (no test switch): nftables when built in, else legacy iptables.
+            init_argv = [os.path.join(out, "weir-init"), "--outbound-port", "15001", "--inbound-port", "15006",
+                         "--proxy-uid", "1337", "--inbound-ports", "*", "--outbound-cidrs", "*"]
+            if not nft_built:
+                cp = tb.exec(a, without_test_switch(init_argv + ["--backend", "nftables"]))
+                check(cp.returncode != 0 and "this build has no nftables backend (built without libmnl.a)" in cp.stderr,
+                      f"static weir-init --backend nftables fails naming why (rc {cp.returncode}, "
+                      f"{cp.stderr.strip()[-300:]!r})")
+                r = tb.connect(a, peer.addr(8080), uid=1000)
+                check(r.get("landed") == 8080, f"... and installs nothing: outbound goes straight to the peer: {r}")
+            cp = tb.exec(a, without_test_switch(init_argv))
+            check(cp.returncode == 0, f"static weir-init applies with backend auto ({cp.stderr.strip()[-300:]})")
+            legacy = "WEIR_" in tb.exec(a, ["iptables-legacy-save", "-t", "nat"]).stdout
+            nft = tb.exec(a, ["nft", "list", "table", "inet", "weir"]).returncode == 0 if shutil.which("nft") else None
+            want = "nftables" if nft_built else "iptables"
+            check(legacy == (not nft_built) and nft in (None, nft_built),
+                  f"auto installed weir's rules with {want} (legacy rules: {legacy}, inet weir table: {nft})")
+            r = tb.connect(a, peer.addr(8080), uid=1000)
+            check(r.get("landed") == 15001 and r.get("orig_dst") == peer.addr(8080),
+                  f"with auto, outbound lands on 15001 with SO_ORIGINAL_DST {peer.addr(8080)}: {r}")
+            cp = tb.exec(a, without_test_switch([os.path.join(out, "weir-init"), "--cleanup"]))
+            check(cp.returncode == 0, f"static weir-init --cleanup with auto ({cp.stderr.strip()[-300:]})")
+
             # weir-cni (static) chained after bridge/host-local, as a runtime runs it.
             weir = {"type": os.path.join(out, "weir-cni"),
                     "capabilities": {"io.kubernetes.cri.pod-annotations": True},
@@ -148,7 +194,11 @@ def main():
         skip("Linux only")
     if shutil.which("readelf") is None:
         skip("readelf (binutils) not installed")
-    out = build()
+    out, have_mnl, note = build()
+    check(note == (NFT_BUILT if have_mnl else
+                   "nftables backend: NOT BUILT IN (built without libmnl.a"),
+          f"build-static.sh's last line says whether the nftables backend is built in: {note!r}")
+    nft_built = have_mnl
     present = [t for t in TARGETS if os.path.exists(os.path.join(out, t))]
     for t in TARGETS:
         if t not in present:
@@ -179,6 +229,11 @@ def main():
         if "weir" in present:
             r = in_chroot(root, ["/weir", "--version"])
             check(r.returncode == 0 and r.stdout.strip() != "", f"weir --version in an empty root: {r.stdout.strip()!r}")
+            lines = r.stdout.strip().splitlines()
+            nft_built = lines[-1:] == [NFT_BUILT]
+            check(lines[-1:] == [NFT_BUILT if have_mnl else NFT_NOT_BUILT],
+                  f"weir --version says whether the nftables backend is built in, as the deps prefix "
+                  f"({'has' if have_mnl else 'has no'} libmnl.a) says: {lines[-1:]}")
             plan_args = ["plan", "--outbound-port", "15001", "--inbound-port", "15006", "--proxy-uid", "1337",
                          "--inbound-ports", "*", "--outbound-cidrs", "*"]
             r = in_chroot(root, ["/weir"] + plan_args)
@@ -203,7 +258,7 @@ def main():
                   f"weir-init --dry-run in an empty root (rc {r.returncode}, {r.stderr.strip()[-200:]})")
 
     if os.geteuid() == 0 and {"weir-init", "weir-cni"} <= set(present):
-        traffic(out)
+        traffic(out, nft_built)
     else:
         print("note: traffic checks need root and both weir-init and weir-cni")
 

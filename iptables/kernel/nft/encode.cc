@@ -125,6 +125,11 @@ class BatchBuilder {
       chains();
       rules();
     }
+    // Only the last data message asks for an ack: nf_tables answers every
+    // message that fails anyway (and goes on to the end of the batch), so
+    // the one ack says the batch was processed, and a failure still names
+    // its message. 48 acks were 48 skbs and 48 recv(2) calls (~0.1 ms).
+    if (last_data_seq_) m_.header_at(last_data_offset_)->nlmsg_flags |= NLM_F_ACK;
     last_seq_ = last_data_seq_;
     if (with_end) put([&](char* at) { return nftnl_batch_end(at, s_.next_seq()); });
     return std::move(m_);
@@ -142,12 +147,14 @@ class BatchBuilder {
     return nlh;
   }
 
-  // A data message: its header, then the payload written by `fill`. Every
-  // one asks for an ack, so each answer can be matched to what it did.
+  // A data message: its header, then the payload written by `fill`. Its
+  // sequence number matches an error to what it did; build() makes the last
+  // one ask for an ack.
   template <typename F>
   void msg(uint16_t type, uint16_t flags, const std::string& what, F fill) {
     const uint32_t seq = s_.next_seq();
-    nlmsghdr* nlh = nftnl_nlmsg_build_hdr(m_.room(), type, NFPROTO_INET, flags | NLM_F_ACK, seq);
+    last_data_offset_ = m_.size();
+    nlmsghdr* nlh = nftnl_nlmsg_build_hdr(m_.room(), type, NFPROTO_INET, flags, seq);
     fill(nlh);
     m_.finish(nlh);
     what_[seq] = what;
@@ -433,6 +440,7 @@ class BatchBuilder {
   std::map<std::string, int> rule_count_;
   uint32_t set_id_ = 0;
   uint32_t last_data_seq_ = 0;
+  size_t last_data_offset_ = 0;
   uint32_t last_seq_ = 0;
 };
 

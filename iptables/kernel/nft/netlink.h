@@ -118,6 +118,9 @@ class Messages {
     return buf_.get() + used_;
   }
   void finish(const nlmsghdr* nlh) { used_ += NLMSG_ALIGN(nlh->nlmsg_len); }
+  // The header of the message that starts `offset` bytes in (a size() taken
+  // before it was built).
+  nlmsghdr* header_at(size_t offset) { return reinterpret_cast<nlmsghdr*>(buf_.get() + offset); }
   const char* data() const { return buf_.get(); }
   size_t size() const { return used_; }
 
