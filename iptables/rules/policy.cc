@@ -2,26 +2,10 @@
 
 #include <algorithm>
 
+#include "rules/order.h"
+
 namespace weir {
 namespace {
-
-template <typename Item, typename Key>
-std::vector<Item> ordered(const std::vector<Item>& live, const std::vector<Item>& wanted, Key key) {
-  std::vector<Item> out;
-  std::vector<bool> used(live.size(), false);
-  for (const Item& w : wanted) {
-    for (size_t i = 0; i < live.size(); ++i) {
-      if (!used[i] && key(live[i]) == key(w)) {
-        out.push_back(live[i]);
-        used[i] = true;
-        break;
-      }
-    }
-  }
-  for (size_t i = 0; i < live.size(); ++i)
-    if (!used[i]) out.push_back(live[i]);
-  return out;
-}
 
 void replace_all(std::string& s, const std::string& from, const std::string& to) {
   for (size_t pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size()))
@@ -101,17 +85,17 @@ CapturePolicy restrict_to(CapturePolicy p, const std::vector<Family>& fams) {
 
 CapturePolicy order_like(const CapturePolicy& live, const CapturePolicy& wanted) {
   CapturePolicy out = live;
-  out.families = ordered(live.families, wanted.families, [](const FamilyPolicy& f) { return f.family; });
+  out.families = ordered_like(live.families, wanted.families, [](const FamilyPolicy& f) { return f.family; });
   for (FamilyPolicy& fp : out.families) {
     const FamilyPolicy* w = wanted.find(fp.family);
     if (!w) continue;
-    fp.stages = ordered(fp.stages, w->stages, [](const StagePolicy& s) { return s.stage; });
+    fp.stages = ordered_like(fp.stages, w->stages, [](const StagePolicy& s) { return s.stage; });
     for (StagePolicy& sp : fp.stages) {
       const StagePolicy* ws = w->find(sp.stage);
-      if (ws) sp.chains = ordered(sp.chains, ws->chains, [](const PolicyChain& c) { return c.name; });
+      if (ws) sp.chains = ordered_like(sp.chains, ws->chains, [](const PolicyChain& c) { return c.name; });
     }
   }
-  out.routes = ordered(live.routes, wanted.routes, [](const PolicyRoute& r) { return r; });
+  out.routes = ordered_like(live.routes, wanted.routes, [](const PolicyRoute& r) { return r; });
   return out;
 }
 

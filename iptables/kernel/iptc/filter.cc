@@ -27,6 +27,7 @@ extern "C" {
 
 #include "kernel/iptc/codec.h"
 #include "kernel/netns.h"
+#include "rules/order.h"
 #include "rules/xtables/lower.h"
 
 namespace weir {
@@ -642,41 +643,19 @@ Result<std::vector<ForeignRules>> IptcFilter::foreign_rules() {
   return out;
 }
 
-namespace {
-
-template <typename Item, typename Key>
-std::vector<Item> ordered(const std::vector<Item>& live, const std::vector<Item>& wanted, Key key) {
-  std::vector<Item> out;
-  std::vector<bool> used(live.size(), false);
-  for (const Item& w : wanted) {
-    for (size_t i = 0; i < live.size(); ++i) {
-      if (!used[i] && key(live[i]) == key(w)) {
-        out.push_back(live[i]);
-        used[i] = true;
-        break;
-      }
-    }
-  }
-  for (size_t i = 0; i < live.size(); ++i)
-    if (!used[i]) out.push_back(live[i]);
-  return out;
-}
-
-}  // namespace
-
 RulePlan order_like(const RulePlan& live, const RulePlan& wanted) {
   RulePlan out = live;
-  out.rulesets = ordered(live.rulesets, wanted.rulesets, [](const Ruleset& r) { return r.family; });
+  out.rulesets = ordered_like(live.rulesets, wanted.rulesets, [](const Ruleset& r) { return r.family; });
   for (Ruleset& rs : out.rulesets) {
     const Ruleset* w = wanted.find(rs.family);
     if (!w) continue;
-    rs.tables = ordered(rs.tables, w->tables, [](const Table& t) { return t.name; });
+    rs.tables = ordered_like(rs.tables, w->tables, [](const Table& t) { return t.name; });
     for (Table& t : rs.tables) {
       const Table* wt = w->find(t.name);
-      if (wt) t.chains = ordered(t.chains, wt->chains, [](const Chain& c) { return c.name; });
+      if (wt) t.chains = ordered_like(t.chains, wt->chains, [](const Chain& c) { return c.name; });
     }
   }
-  out.routes = ordered(live.routes, wanted.routes, [](const PolicyRoute& r) { return r; });
+  out.routes = ordered_like(live.routes, wanted.routes, [](const PolicyRoute& r) { return r; });
   return out;
 }
 
