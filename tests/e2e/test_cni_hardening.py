@@ -117,6 +117,13 @@ def test_del_out_of_file_descriptors_is_reported():
     """Only "does not exist" means the namespace is gone: DEL that cannot open
     CNI_NETNS for want of descriptors fails (the runtime retries) and leaves
     the rules for the retry to remove."""
+    if os.environ.get("WEIR_SANITIZED") == "1":
+        # UBSan's vptr check probes memory through a pipe(2): with no
+        # descriptor left it cannot, and reports every virtual call it checks
+        # as "invalid vptr" (seen at a shared_ptr's release). Not weir's bug.
+        print("skip test_del_out_of_file_descriptors_is_reported: a sanitizer build "
+              "(UBSan needs a free descriptor for its vptr check); the normal build runs it", flush=True)
+        return
     with Testbed(role="cni") as tb:
         pod = cni_pod(tb, "app")
         before = weir_lines(tb, pod)
